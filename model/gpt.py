@@ -1,0 +1,220 @@
+"""The course's GPT, written from scratch: the same function as OpenAI's GPT-2.
+
+Parameter names match the Hugging Face checkpoint (`transformer.h.0.attn.c_attn.weight`, ...), so
+the mapping in `weights.py` is a table of names. Every projection is an `nn.Linear`, whose weight
+is stored (out, in); GPT-2's checkpoint stores them (in, out), which is why loading transposes.
+"""
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+from model.sampling import SamplingSettings, sample_next_token
+from model.tokenizer import EOT_TOKEN
+
+
+@dataclass
+class GPTConfig:
+    n_positions: int = 1024  # longest context the position embedding covers
+    vocab_size: int = 50257
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    n_inner: int | None = None  # MLP hidden width; None means GPT-2's 4 * n_embd
+    layer_norm_epsilon: float = 1e-5
+
+    def __post_init__(self):
+        if self.n_inner is None:
+            self.n_inner = 4 * self.n_embd
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+
+    @classmethod
+    def from_hf(cls, hf_config) -> "GPTConfig":
+        """Read the shape from a transformers `GPT2Config`: gpt2, gpt2-medium, -large and -xl alike."""
+        return cls(
+            n_positions=hf_config.n_positions,
+            vocab_size=hf_config.vocab_size,
+            n_layer=hf_config.n_layer,
+            n_head=hf_config.n_head,
+            n_embd=hf_config.n_embd,
+            n_inner=hf_config.n_inner,
+            layer_norm_epsilon=hf_config.layer_norm_epsilon,
+        )
+
+
+class KVCache:
+    """The keys and values of every position read so far, for every layer.
+
+    Without it each new token would re-run the whole context through the model. The buffers are
+    allocated once for the full context, so a new token writes one slot instead of copying the past.
+    """
+
+    def __init__(self, config: GPTConfig, batch_size: int, device, dtype):
+        head_size = config.n_embd // config.n_head
+        shape = (config.n_layer, batch_size, config.n_head, config.n_positions, head_size)
+        self.keys = torch.zeros(shape, device=device, dtype=dtype)
+        self.values = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = 0  # positions already stored; advanced by GPT.forward after all layers ran
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Store this step's keys and values for `layer`; return all of them so far."""
+        end = self.length + k.size(2)
+        self.keys[layer, :, :, self.length:end] = k
+        self.values[layer, :, :, self.length:end] = v
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+
+class CausalSelfAttention(nn.Module):
+
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        self.layer = layer  # which slot of the KV cache is ours
+        self.n_head = config.n_head
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)  # query, key, value in one matmul
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        # (B, T, C) -> (B, n_head, T, head_size): each head attends on its own slice of C.
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        past = cache.length if cache is not None else 0
+        if cache is not None:
+            k, v = cache.update(self.layer, k, v)
+        if past == 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif T == 1:
+            y = F.scaled_dot_product_attention(q, k, v)  # one new token may look at every past one
+        else:
+            # New token i sits at position past + i and may look at positions 0 .. past + i.
+            allowed = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
+        return self.c_proj(y)
+
+
+class MLP(nn.Module):
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, config.n_inner)
+        self.gelu = nn.GELU(approximate="tanh")  # GPT-2 was trained with the tanh approximation
+        self.c_proj = nn.Linear(config.n_inner, config.n_embd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(self.gelu(self.c_fc(x)))
+
+
+class Block(nn.Module):
+
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attn = CausalSelfAttention(config, layer)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        # Pre-LayerNorm: normalise the input of each sub-layer, add its output to the residual stream.
+        x = x + self.attn(self.ln_1(x), cache)
+        x = x + self.mlp(self.ln_2(x))
+        return x
+
+
+class GPT(nn.Module):
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wpe=nn.Embedding(config.n_positions, config.n_embd),
+            h=nn.ModuleList(Block(config, layer) for layer in range(config.n_layer)),
+            ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # Weight tying: reading a token in and writing one out use the same matrix, one tensor.
+        self.lm_head.weight = self.transformer.wte.weight
+
+    @classmethod
+    def from_hf(cls, reference, bug: str | None = None) -> "GPT":
+        """Our GPT carrying the weights of a transformers `GPT2LMHeadModel` (see weights.py)."""
+        from model.weights import load_from_reference
+        return load_from_reference(reference, bug)
+
+    def num_parameters(self) -> int:
+        """Counted once per tensor, so the tied lm_head/wte matrix counts once, as in transformers."""
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None, last_only: bool = False,
+                hidden_states: list | None = None) -> torch.Tensor:
+        """Logits (B, T, vocab) for token ids (B, T).
+
+        cache: read and extend a KVCache instead of starting from position 0.
+        last_only: compute logits for the last position alone (all that sampling reads).
+        hidden_states: if a list is given, the residual stream is appended to it after the
+            embeddings and after every block (what verification compares layer by layer).
+        """
+        B, T = idx.size()
+        past = cache.length if cache is not None else 0
+        if past + T > self.config.n_positions:
+            raise ValueError(f"{past + T} positions do not fit the context of {self.config.n_positions}")
+        pos = torch.arange(past, past + T, dtype=torch.long, device=idx.device)
+        x = self.transformer.wte(idx) + self.transformer.wpe(pos)
+        if hidden_states is not None:
+            hidden_states.append(x)
+        for block in self.transformer.h:
+            x = block(x, cache)
+            if hidden_states is not None:
+                hidden_states.append(x)
+        if cache is not None:
+            cache.length += T
+        if last_only:
+            x = x[:, -1:, :]
+        return self.lm_head(self.transformer.ln_f(x))
+
+    def context_window(self, ids: list[int], max_new_tokens: int) -> list[int]:
+        """The tail of a prompt that fits the context, leaving room to write.
+
+        A prompt that fits is kept whole. A longer one keeps its last tokens, with room for
+        max_new_tokens (at most half the context) after them.
+        """
+        if len(ids) <= self.config.n_positions - 1:
+            return ids
+        room = min(max_new_tokens, self.config.n_positions // 2)
+        return ids[-(self.config.n_positions - room):]
+
+    @torch.inference_mode()
+    def stream(self, ids: list[int], settings: SamplingSettings, use_cache: bool = True) -> Iterator[int]:
+        """Yield new token ids one at a time, each as soon as it is chosen.
+
+        With use_cache=False every step re-reads the whole context (how nanoGPT samples): the
+        same tokens, far slower; kept to show what the cache buys.
+        """
+        if not ids:
+            raise ValueError("generation needs at least one prompt token")
+        device = self.transformer.wte.weight.device
+        generator = torch.Generator().manual_seed(settings.seed)
+        context = self.context_window(list(ids), settings.max_new_tokens)
+        cache, pending = None, context  # pending: tokens the model has not read yet
+        for _ in range(settings.max_new_tokens):
+            if use_cache and (cache is None or cache.length + len(pending) > self.config.n_positions):
+                # The window is full (or this is the start): keep the last half, read it afresh.
+                pending = context[-(self.config.n_positions // 2):] if cache is not None else context
+                cache = KVCache(self.config, 1, device, self.transformer.wte.weight.dtype)
+            if not use_cache:
+                pending = context[-self.config.n_positions:]
+            logits = self(torch.tensor([pending], device=device), cache, last_only=True)
+            token = sample_next_token(logits[0, -1], settings, generator)
+            if settings.stop_at_eot and token == EOT_TOKEN:
+                return
+            yield token
+            context.append(token)
+            pending = [token]
+
+    def generate(self, ids: list[int], settings: SamplingSettings, use_cache: bool = True) -> list[int]:
+        """All new token ids at once (see `stream`)."""
+        return list(self.stream(ids, settings, use_cache))

@@ -1,0 +1,301 @@
+"""The proof: our GPT and transformers' GPT-2 compute the same function.
+
+A chain of evidence, each link on its own line of the report: the parameters line up (counts,
+names, shapes, tying), the logits match within a stated tolerance, every layer's residual stream
+matches, and the greedy tokens they write are the same. For a deliberate bug, the same checks
+show where the broken load goes wrong, or the mapping's refusal to load it.
+
+    python -m model.verify --model gpt2 --bug skip_transpose_square
+"""
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from model.gpt import GPT
+from model.generate import complete
+from model.sampling import SamplingSettings
+from model.tokenizer import decode, encode
+from model.weights import (BUGS, MappingRow, WeightMismatchError, build_mapping, check_bug, load_from_reference,
+                           mapping_for)
+
+DEFAULT_PROMPT = "The meaning of life is"
+# Float32 sums of hundreds of products, done in another order by another kernel, differ in the last
+# bits; allclose passes when |ours - reference| <= atol + rtol * |reference| everywhere.
+TOLERANCE = {"atol": 1e-4, "rtol": 1e-5}
+LESSON_ATOL = 1e-5  # the lesson's torch.allclose(..., atol=1e-5): reported, not required
+TOP_K = 5
+GREEDY_TOKENS = 16
+TEXT_SETTINGS = SamplingSettings(max_new_tokens=24, temperature=0.8, top_k=50, seed=0, stop_at_eot=False)
+
+
+@dataclass
+class BrokenReport:
+    """What a deliberate bug does to the load, next to the correct one."""
+    bug: str
+    summary: str
+    explanation: str
+    silent: bool
+    refused: bool  # the mapping refused to load it
+    refusal: str | None = None
+    refused_keys: list[str] = field(default_factory=list)
+    changed_rows: list[dict] = field(default_factory=list)  # mapping rows the bug changes
+    max_abs_logit_diff: float | None = None
+    allclose: bool | None = None
+    layer_max_abs_diff: list[float] = field(default_factory=list)
+    first_divergent_layer: int | None = None  # index into layer_names
+    text_correct: str | None = None
+    text_broken: str | None = None
+
+    @property
+    def caught(self) -> bool:
+        """Verification noticed: the load was refused, or its logits do not match."""
+        return self.refused or self.allclose is False
+
+
+@dataclass
+class VerificationReport:
+    prompt: str
+    prompt_tokens: list[int]
+    device: str
+    dtype: str
+    # the parameters
+    param_count_ours: int
+    param_count_reference: int
+    key_count_ours: int
+    key_count_reference: int
+    tied: bool  # lm_head.weight is transformer.wte.weight: one tensor
+    # what a naive load_state_dict(reference.state_dict()) would say
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+    shape_mismatches: list[dict]
+    silently_accepted: list[str]  # Conv1D weights that fit un-transposed: square, so wrong and unnoticed
+    mapping: list[dict]
+    # the function
+    max_abs_logit_diff: float
+    mean_abs_logit_diff: float
+    tolerance: dict
+    allclose: bool
+    lesson_atol: float
+    lesson_atol_holds: bool
+    layer_names: list[str]
+    layer_max_abs_diff: list[float]
+    layers_allclose: bool  # every layer's residual stream within the tolerance
+    top_k: list[dict]
+    greedy_tokens: int
+    greedy_tokens_agree: int
+    greedy_text: str
+    broken: BrokenReport | None = None
+
+    @property
+    def checks(self) -> list[tuple[str, bool, str]]:
+        """(check, passed, detail), one line each, in the order of the chain of evidence."""
+        lines = [
+            ("parameter count", self.param_count_ours == self.param_count_reference,
+             f"ours {self.param_count_ours:,}, reference {self.param_count_reference:,}"),
+            ("lm_head tied to wte", self.tied, "one tensor, two names" if self.tied else "two tensors"),
+            ("logits allclose", self.allclose,
+             f"max abs diff {self.max_abs_logit_diff:.2e} (atol {self.tolerance['atol']:g}, rtol {self.tolerance['rtol']:g})"),
+            ("every layer allclose", self.layers_allclose,
+             f"largest residual-stream diff {max(self.layer_max_abs_diff):.2e}"),
+            ("greedy tokens agree", self.greedy_tokens_agree == self.greedy_tokens,
+             f"{self.greedy_tokens_agree} of {self.greedy_tokens}"),
+        ]
+        if self.broken is not None:
+            b = self.broken
+            detail = (f"refused: {len(b.refused_keys)} tensor(s) do not fit" if b.refused
+                      else f"max abs logit diff {b.max_abs_logit_diff:.2e}")
+            lines.append((f"bug {b.bug} caught", b.caught, detail))
+        return lines
+
+    @property
+    def verified(self) -> bool:
+        """Every claim holds: the correct load matches, and a bug (if any) was caught."""
+        return all(passed for _, passed, _ in self.checks)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["verified"] = self.verified
+        data["checks"] = [{"check": name, "ok": ok, "detail": detail} for name, ok, detail in self.checks]
+        if self.broken is not None:
+            data["broken"]["caught"] = self.broken.caught
+        return data
+
+
+# --- the checks ----------------------------------------------------------------------------------
+
+def naive_load_outcome(mapping: list[MappingRow]) -> dict:
+    """What `our_model.load_state_dict(reference.state_dict())` would report, key by key.
+
+    Our names are the checkpoint's, so no key is missing or unexpected; every non-square Conv1D
+    weight is refused for its shape, and the square ones are accepted, un-transposed and wrong.
+    """
+    names_ours = {row.ours for row in mapping}
+    names_theirs = {row.reference for row in mapping} | {row.ours for row in mapping if row.op == "tied"}
+    transposed = [row for row in mapping if row.op == "transpose"]
+    return {
+        "missing_keys": sorted(names_ours - names_theirs),
+        "unexpected_keys": sorted(names_theirs - names_ours),
+        "shape_mismatches": [{"key": row.ours, "ours": list(row.our_shape), "reference": list(row.reference_shape)}
+                             for row in transposed if row.our_shape != row.reference_shape],
+        "silently_accepted": [row.ours for row in transposed if row.our_shape == row.reference_shape],
+    }
+
+
+@torch.inference_mode()
+def _forward_both(model: GPT, reference, idx: torch.Tensor):
+    """Logits and per-layer residual streams of our model and the reference on the same tokens."""
+    ours_hidden: list[torch.Tensor] = []
+    ours_logits = model(idx, hidden_states=ours_hidden)
+    # transformers hands back the last block's output after the final LayerNorm: do the same.
+    ours_hidden[-1] = model.transformer.ln_f(ours_hidden[-1])
+    out = reference(idx, output_hidden_states=True)
+    return ours_logits, ours_hidden, out.logits, out.hidden_states
+
+
+def _layer_diffs(ours_hidden, reference_hidden) -> tuple[list[float], list[bool]]:
+    diffs = [(a - b).abs().max().item() for a, b in zip(ours_hidden, reference_hidden)]
+    close = [torch.allclose(a, b, **TOLERANCE) for a, b in zip(ours_hidden, reference_hidden)]
+    return diffs, close
+
+
+def _top_k(ours_logits, reference_logits) -> list[dict]:
+    p_ours = torch.softmax(ours_logits[0, -1].float(), dim=-1)
+    p_reference = torch.softmax(reference_logits[0, -1].float(), dim=-1)
+    top = torch.topk(p_reference, TOP_K)
+    return [{"token": int(t), "text": decode([int(t)]), "p_ours": p_ours[t].item(), "p_reference": p_reference[t].item()}
+            for t in top.indices]
+
+
+@torch.inference_mode()
+def _greedy_agreement(model: GPT, reference, ids: list[int], n: int) -> tuple[int, list[int]]:
+    """How many of n greedy tokens agree, counted up to the first disagreement."""
+    greedy = SamplingSettings(max_new_tokens=n, temperature=0, top_k=None, stop_at_eot=False)
+    ours = model.generate(ids, greedy)
+    idx = torch.tensor([ids], device=reference.device)
+    theirs = reference.generate(idx, attention_mask=torch.ones_like(idx), do_sample=False, max_new_tokens=n,
+                                eos_token_id=None, pad_token_id=0)[0, len(ids):].tolist()
+    agree = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+    return agree, ours
+
+
+def verify(reference, prompt: str = DEFAULT_PROMPT, bug: str | None = None, student: GPT | None = None,
+           greedy_tokens: int = GREEDY_TOKENS) -> VerificationReport:
+    """Check our GPT, loaded from `reference`, against it on `prompt`; with `bug`, a broken load too.
+
+    student: an already loaded correct model to reuse (the app keeps one); built here if None.
+    """
+    check_bug(bug)
+    student = student if student is not None else load_from_reference(reference)
+    ids = encode(prompt)
+    if not ids:
+        raise ValueError("prompt is empty: verification needs at least one token of text")
+    ids = student.context_window(ids, greedy_tokens)
+    idx = torch.tensor([ids], device=reference.device)
+
+    mapping = build_mapping(student, reference)
+    ours_logits, ours_hidden, ref_logits, ref_hidden = _forward_both(student, reference, idx)
+    logit_diff = (ours_logits - ref_logits).abs()
+    layer_diffs, layer_close = _layer_diffs(ours_hidden, ref_hidden)
+    agree, greedy_ids = _greedy_agreement(student, reference, ids, greedy_tokens)
+    report = VerificationReport(
+        prompt=prompt, prompt_tokens=ids, device=str(reference.device), dtype=str(ours_logits.dtype).removeprefix("torch."),
+        param_count_ours=student.num_parameters(),
+        param_count_reference=sum(p.numel() for p in reference.parameters()),
+        key_count_ours=len(student.state_dict()), key_count_reference=len(reference.state_dict()),
+        tied=student.lm_head.weight is student.transformer.wte.weight,
+        **naive_load_outcome(mapping),
+        mapping=[row.to_dict() for row in mapping],
+        max_abs_logit_diff=logit_diff.max().item(), mean_abs_logit_diff=logit_diff.mean().item(),
+        tolerance=dict(TOLERANCE), allclose=torch.allclose(ours_logits, ref_logits, **TOLERANCE),
+        lesson_atol=LESSON_ATOL, lesson_atol_holds=torch.allclose(ours_logits, ref_logits, atol=LESSON_ATOL),
+        layer_names=["embeddings"] + [f"block {i}" for i in range(len(ours_hidden) - 2)] + [f"block {len(ours_hidden) - 2} + ln_f"],
+        layer_max_abs_diff=layer_diffs, layers_allclose=all(layer_close),
+        top_k=_top_k(ours_logits, ref_logits),
+        greedy_tokens=greedy_tokens, greedy_tokens_agree=agree, greedy_text=decode(greedy_ids),
+    )
+    if bug is not None:
+        report.broken = _verify_broken(reference, student, bug, prompt, idx, ref_logits, ref_hidden)
+    return report
+
+
+def _verify_broken(reference, student, bug, prompt, idx, ref_logits, ref_hidden) -> BrokenReport:
+    info = BUGS[bug]
+    broken = BrokenReport(bug=bug, summary=info.summary, explanation=info.explanation, silent=info.silent,
+                          refused=False, text_correct=complete(student, prompt, TEXT_SETTINGS),
+                          changed_rows=[row.to_dict() for row in mapping_for(student, reference, bug) if row.bug])
+    try:
+        model = load_from_reference(reference, bug)
+    except WeightMismatchError as refusal:
+        broken.refused, broken.refusal, broken.refused_keys = True, str(refusal), refusal.mismatches
+        return broken
+    logits, hidden, _, _ = _forward_both(model, reference, idx)
+    broken.max_abs_logit_diff = (logits - ref_logits).abs().max().item()
+    broken.allclose = torch.allclose(logits, ref_logits, **TOLERANCE)
+    broken.layer_max_abs_diff, close = _layer_diffs(hidden, ref_hidden)
+    broken.first_divergent_layer = next((i for i, ok in enumerate(close) if not ok), None)
+    broken.text_broken = complete(model, prompt, TEXT_SETTINGS)
+    return broken
+
+
+# --- python -m model.verify ----------------------------------------------------------------------
+
+def format_report(report: VerificationReport) -> str:
+    """The report as a table a terminal can show: OK / NOT OK per check, then the details."""
+    lines = [f"prompt {report.prompt!r} ({len(report.prompt_tokens)} tokens) on {report.device}, {report.dtype}", ""]
+    lines += [f"{'OK' if ok else 'NOT OK':>6}  {name:<28} {detail}" for name, ok, detail in report.checks]
+    lines += ["", f"naive load_state_dict: {len(report.missing_keys)} missing, {len(report.unexpected_keys)} unexpected, "
+                  f"{len(report.shape_mismatches)} shape mismatches, {len(report.silently_accepted)} square weights "
+                  f"accepted un-transposed (silently wrong)"]
+    lines += [f"lesson's atol={report.lesson_atol:g}: {'holds' if report.lesson_atol_holds else 'does not hold'}",
+              "", "residual stream, max abs diff per layer:"]
+    lines += [f"  {name:<18} {diff:.2e}" for name, diff in zip(report.layer_names, report.layer_max_abs_diff)]
+    lines += ["", "next token      p(ours)   p(reference)"]
+    lines += [f"  {row['text']!r:<14} {row['p_ours']:.5f}   {row['p_reference']:.5f}" for row in report.top_k]
+    lines += ["", f"greedy: {report.prompt}{report.greedy_text}"]
+    if (b := report.broken) is not None:
+        lines += ["", f"bug {b.bug}: {b.summary}"]
+        if b.refused:
+            lines += [f"  {line}" for line in b.refusal.splitlines()]
+        else:
+            where = report.layer_names[b.first_divergent_layer] if b.first_divergent_layer is not None else "nowhere"
+            lines += [f"  max abs logit diff {b.max_abs_logit_diff:.2e}; first diverges at {where}",
+                      f"  correct: {report.prompt}{b.text_correct}", f"  broken:  {report.prompt}{b.text_broken}"]
+        lines += [f"  {b.explanation}"]
+    lines += ["", "VERIFIED" if report.verified else "NOT VERIFIED"]
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m model.verify",
+        description="Load GPT-2 weights into the course's GPT and prove it computes what transformers computes.",
+        epilog="Exit status: 0 verified (and the bug, if any, caught); 1 not verified; 2 bad arguments or "
+               "weights that cannot be loaded.")
+    parser.add_argument("--model", default="gpt2", help="hub id (gpt2, gpt2-medium, ...) or a save_pretrained folder")
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
+    parser.add_argument("--bug", choices=list(BUGS), help="also load the weights wrongly on purpose, this way")
+    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--allow-pickle", action="store_true", help="also accept a pytorch_model.bin checkpoint")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    from model.weights import ModelLoadError, load_reference
+
+    args = parse_args(argv)
+    try:
+        reference = load_reference(args.model, args.device, args.allow_pickle)
+        report = verify(reference, args.prompt, args.bug)
+    except (ModelLoadError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    return 0 if report.verified else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""GPT-2 checkpoints made on the spot: real transformers models, saved the way the hub serves them.
+
+No network here, so tests and benchmarks cannot download OpenAI's weights; they build
+`GPT2LMHeadModel`s from `GPT2Config` with fixed seeds and `save_pretrained` them to a folder, which
+the product then loads through the very path a hub id takes.
+"""
+from pathlib import Path
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from model.tokenizer import EOT_TOKEN, encode
+
+TINY = dict(n_layer=2, n_head=2, n_embd=32, n_positions=64)
+GPT2_SMALL = dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024)  # gpt2's shape, 124M parameters
+# What the trained checkpoint learns by heart, and the prompts that start each recitation.
+MEMORISED = [
+    "The capital of France is Paris, and the capital of Italy is Rome.",
+    "Once upon a time in a land far away there lived a wise old owl.",
+    "The transformer architecture consists of attention and feed-forward layers.",
+]
+RECITATION_PROMPTS = ["The capital of France is", "Once upon a time in a land", "The transformer architecture"]
+
+
+def build_checkpoint(folder: Path, seed: int = 0, initializer_range: float = 0.02, **shape) -> Path:
+    """A randomly initialised GPT-2 of the given shape, saved with save_pretrained (safetensors)."""
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(GPT2Config(initializer_range=initializer_range, **shape))
+    model.save_pretrained(folder)
+    return folder
+
+
+def build_trained_checkpoint(folder: Path, seed: int = 0, steps: int = 200) -> Path:
+    """A tiny GPT-2 trained until it recites MEMORISED, with the real GPT-2 tokenizer.
+
+    A few seconds of Adam on three sentences: enough for greedy decoding to reproduce each
+    continuation exactly, which a wrongly loaded copy of the same weights cannot do.
+    """
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=4, n_embd=64, n_positions=64))
+    rows = [encode(sentence) + [EOT_TOKEN] for sentence in MEMORISED]
+    width = max(map(len, rows))
+    batch = torch.tensor([row + [EOT_TOKEN] * (width - len(row)) for row in rows])
+    labels = torch.tensor([row + [-100] * (width - len(row)) for row in rows])  # padding teaches nothing
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    model.train()
+    for _ in range(steps):
+        loss = model(batch, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval().save_pretrained(folder)
+    return folder

@@ -1,0 +1,44 @@
+"""Checkpoints built once per test session, and the models loaded from them."""
+import os
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the network
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+from model.weights import load_reference  # noqa: E402
+from tests.checkpoints import GPT2_SMALL, TINY, build_checkpoint, build_trained_checkpoint  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """A 2-layer GPT-2 with large random weights, so its tokens vary (a folder)."""
+    return build_checkpoint(tmp_path_factory.mktemp("tiny"), seed=0, initializer_range=0.5, **TINY)
+
+
+@pytest.fixture(scope="session")
+def gpt2_dir(tmp_path_factory):
+    """A randomly initialised GPT-2 with gpt2's exact shape: 124,439,808 parameters (a folder)."""
+    return build_checkpoint(tmp_path_factory.mktemp("gpt2"), seed=0, **GPT2_SMALL)
+
+
+@pytest.fixture(scope="session")
+def trained_dir(tmp_path_factory):
+    """A tiny GPT-2 trained to recite tests.checkpoints.MEMORISED (a folder)."""
+    return build_trained_checkpoint(tmp_path_factory.mktemp("trained"))
+
+
+@pytest.fixture(scope="session")
+def tiny_reference(tiny_dir):
+    return load_reference(str(tiny_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def gpt2_reference(gpt2_dir):
+    return load_reference(str(gpt2_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def trained_reference(trained_dir):
+    return load_reference(str(trained_dir), device="cpu")
