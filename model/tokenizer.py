@@ -5,6 +5,7 @@ has no network, so the project ships them in `model/assets/` and checks their sh
 """
 import codecs
 import functools
+import hashlib
 from pathlib import Path
 
 import tiktoken
@@ -22,8 +23,8 @@ EOT_TOKEN = 50256
 def gpt2_encoding() -> tiktoken.Encoding:
     """The `gpt2` tiktoken encoding, identical to `tiktoken.get_encoding("gpt2")`, no network."""
     ranks = data_gym_to_mergeable_bpe_ranks(
-        vocab_bpe_file=str(ASSETS / "vocab.bpe"),
-        encoder_json_file=str(ASSETS / "encoder.json"),
+        vocab_bpe_file=_checked(ASSETS / "vocab.bpe", VOCAB_BPE_SHA256),
+        encoder_json_file=_checked(ASSETS / "encoder.json", ENCODER_JSON_SHA256),
         vocab_bpe_hash=VOCAB_BPE_SHA256,
         encoder_json_hash=ENCODER_JSON_SHA256,
     )
@@ -34,6 +35,14 @@ def gpt2_encoding() -> tiktoken.Encoding:
         special_tokens={ENDOFTEXT: EOT_TOKEN},
         explicit_n_vocab=50257,
     )
+
+
+def _checked(path: Path, sha256: str) -> str:
+    """The file's path, once its sha256 is the pinned one. Checked here, not left to tiktoken, which
+    skips its own check when TIKTOKEN_CACHE_DIR is set to "" (caching off)."""
+    if hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
+        raise ValueError(f"{path} is damaged: its sha256 is not the pinned {sha256}; restore it (git checkout)")
+    return str(path)
 
 
 def encode(text: str) -> list[int]:

@@ -126,21 +126,26 @@ class VerificationReport:
 
 # --- the checks ----------------------------------------------------------------------------------
 
-def naive_load_outcome(mapping: list[MappingRow]) -> dict:
+def naive_load_outcome(mapping: list[MappingRow], reference_shapes: dict | None = None) -> dict:
     """What `our_model.load_state_dict(reference.state_dict())` would report, key by key.
 
-    Our names are the checkpoint's, so no key is missing or unexpected; every non-square Conv1D
-    weight is refused for its shape, and the square ones are accepted, un-transposed and wrong.
+    reference_shapes: {name: shape} of the reference's whole state dict, matched by name as torch
+    does; without it, only the tensors the mapping reads are known (none can be unexpected).
+    For GPT-2 our names are the checkpoint's, so no key is missing or unexpected; every non-square
+    Conv1D weight is refused for its shape, and the square ones are accepted, un-transposed and wrong.
     """
-    names_ours = {row.ours for row in mapping}
-    names_theirs = {row.reference for row in mapping} | {row.ours for row in mapping if row.op == "tied"}
-    transposed = [row for row in mapping if row.op == "transpose"]
+    if reference_shapes is None:
+        reference_shapes = {row.ours: row.reference_shape for row in mapping if row.reference_shape}
+    theirs = {name: tuple(shape) for name, shape in reference_shapes.items()}
+    ours = {row.ours: tuple(row.our_shape) for row in mapping}
+    transposed = {row.ours for row in mapping if row.op == "transpose"}
+    both = [name for name in ours if name in theirs]
     return {
-        "missing_keys": sorted(names_ours - names_theirs),
-        "unexpected_keys": sorted(names_theirs - names_ours),
-        "shape_mismatches": [{"key": row.ours, "ours": list(row.our_shape), "reference": list(row.reference_shape)}
-                             for row in transposed if row.our_shape != row.reference_shape],
-        "silently_accepted": [row.ours for row in transposed if row.our_shape == row.reference_shape],
+        "missing_keys": sorted(ours.keys() - theirs.keys()),
+        "unexpected_keys": sorted(theirs.keys() - ours.keys()),
+        "shape_mismatches": [{"key": name, "ours": list(ours[name]), "reference": list(theirs[name])}
+                             for name in both if ours[name] != theirs[name]],
+        "silently_accepted": [name for name in both if name in transposed and ours[name] == theirs[name]],
     }
 
 
@@ -192,7 +197,11 @@ def verify(reference, prompt: str = DEFAULT_PROMPT, bug: str | None = None, stud
     ids = encode(prompt)
     if not ids:
         raise ValueError("prompt is empty: verification needs at least one token of text")
-    ids = student.context_window(ids, greedy_tokens)
+    n_positions = student.config.n_positions
+    if not 0 < greedy_tokens < n_positions:
+        raise ValueError(f"greedy_tokens must be from 1 to {n_positions - 1}, got {greedy_tokens}")
+    # The reference cannot write past its context: keep the prompt's end, with room for the greedy tokens.
+    ids = ids[-(n_positions - greedy_tokens):]
     idx = torch.tensor([ids], device=reference.device)
 
     mapping = build_mapping(student, reference)
@@ -206,7 +215,7 @@ def verify(reference, prompt: str = DEFAULT_PROMPT, bug: str | None = None, stud
         param_count_reference=sum(p.numel() for p in reference.parameters()),
         key_count_ours=len(student.state_dict()), key_count_reference=len(reference.state_dict()),
         tied=student.lm_head.weight is student.transformer.wte.weight,
-        **naive_load_outcome(mapping),
+        **naive_load_outcome(mapping, {name: t.shape for name, t in reference.state_dict().items()}),
         mapping=[row.to_dict() for row in mapping],
         max_abs_logit_diff=logit_diff.max().item(), mean_abs_logit_diff=logit_diff.mean().item(),
         tolerance=dict(TOLERANCE), allclose=torch.allclose(ours_logits, ref_logits, **TOLERANCE),
@@ -229,7 +238,7 @@ def _verify_broken(reference, student, bug, prompt, idx, ref_logits, ref_hidden)
     try:
         model = load_from_reference(reference, bug)
     except WeightMismatchError as refusal:
-        broken.refused, broken.refusal, broken.refused_keys = True, str(refusal), refusal.mismatches
+        broken.refused, broken.refusal, broken.refused_keys = True, str(refusal), refusal.keys
         return broken
     logits, hidden, _, _ = _forward_both(model, reference, idx)
     broken.max_abs_logit_diff = (logits - ref_logits).abs().max().item()

@@ -29,8 +29,9 @@ class ModelLoadError(Exception):
 class WeightMismatchError(ValueError):
     """The mapping refused to load: shapes or names of the two models do not line up."""
 
-    def __init__(self, mismatches: list[str]):
-        self.mismatches = mismatches
+    def __init__(self, mismatches: list[str], keys: list[str] | None = None):
+        self.mismatches = mismatches  # one message per tensor that does not fit
+        self.keys = keys if keys is not None else []  # our names of those tensors, in the same order
         shown = "\n  ".join(mismatches[:6]) + (f"\n  ... and {len(mismatches) - 6} more" if len(mismatches) > 6 else "")
         super().__init__(f"refused to load: {len(mismatches)} tensor(s) do not fit\n  {shown}")
 
@@ -268,9 +269,9 @@ def load_from_reference(reference: GPT2LMHeadModel, bug: str | None = None) -> G
         student = GPT(config)
     rows = mapping_for(student, reference, bug)
     theirs = reference.state_dict()
-    problems = [p for p in (_shape_problem(row, theirs) for row in rows) if p]
+    problems = {row.ours: problem for row in rows if (problem := _shape_problem(row, theirs))}
     if problems:
-        raise WeightMismatchError(problems)
+        raise WeightMismatchError(list(problems.values()), list(problems))
     loaded = {row.ours: _load_one(row, theirs) for row in rows}
     student.load_state_dict(loaded, assign=True)
     if not any(row.op == "random" for row in rows):
@@ -304,3 +305,27 @@ def load_student(reference: GPT2LMHeadModel, dtype: str = "float32") -> GPT:
         raise ValueError("float16 is for GPUs; on the CPU use --dtype bfloat16")
     student = load_from_reference(reference)
     return student if dtype == "float32" else student.to(DTYPES[dtype])
+
+
+# --- no weights at hand --------------------------------------------------------------------------
+
+# The hub models' shapes (GPT2Config's defaults are gpt2's), so a stand-in can be built offline.
+HUB_SHAPES = {
+    "gpt2": {},
+    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),
+    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),
+    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),
+}
+
+
+def random_reference(name: str, device: str = "auto") -> GPT2LMHeadModel:
+    """A randomly initialised GPT2LMHeadModel of hub model `name`'s shape, for when its weights
+    cannot be had: loading and verifying work the same, but the text it writes is gibberish."""
+    shape = HUB_SHAPES.get(name.removeprefix("openai-community/"))
+    if shape is None:
+        raise ModelLoadError(f"no random stand-in for {name!r}: one exists for {', '.join(HUB_SHAPES)}")
+    target = resolve_device(device)
+    with torch.random.fork_rng(devices=[]):  # the same stand-in every time, global RNG untouched
+        torch.manual_seed(0)
+        reference = GPT2LMHeadModel(GPT2Config(**shape))
+    return reference.to(target).eval().requires_grad_(False)

@@ -13,6 +13,13 @@ from model.tokenizer import EOT_TOKEN, encode
 
 TINY = dict(n_layer=2, n_head=2, n_embd=32, n_positions=64)
 GPT2_SMALL = dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024)  # gpt2's shape, 124M parameters
+# The published shapes of the four hub models (what their config.json files say).
+HUB_SHAPES = {
+    "gpt2": GPT2_SMALL,
+    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024, n_positions=1024),
+    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280, n_positions=1024),
+    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600, n_positions=1024),
+}
 # What the trained checkpoint learns by heart, and the prompts that start each recitation.
 MEMORISED = [
     "The capital of France is Paris, and the capital of Italy is Rome.",
@@ -30,15 +37,15 @@ def build_checkpoint(folder: Path, seed: int = 0, initializer_range: float = 0.0
     return folder
 
 
-def build_trained_checkpoint(folder: Path, seed: int = 0, steps: int = 200) -> Path:
-    """A tiny GPT-2 trained until it recites MEMORISED, with the real GPT-2 tokenizer.
+def build_trained_checkpoint(folder: Path, seed: int = 0, steps: int = 200, sentences=tuple(MEMORISED)) -> Path:
+    """A tiny GPT-2 trained until it recites `sentences`, with the real GPT-2 tokenizer.
 
-    A few seconds of Adam on three sentences: enough for greedy decoding to reproduce each
+    A few seconds of Adam on a few sentences: enough for greedy decoding to reproduce each
     continuation exactly, which a wrongly loaded copy of the same weights cannot do.
     """
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=4, n_embd=64, n_positions=64))
-    rows = [encode(sentence) + [EOT_TOKEN] for sentence in MEMORISED]
+    rows = [encode(sentence) + [EOT_TOKEN] for sentence in sentences]
     width = max(map(len, rows))
     batch = torch.tensor([row + [EOT_TOKEN] * (width - len(row)) for row in rows])
     labels = torch.tensor([row + [-100] * (width - len(row)) for row in rows])  # padding teaches nothing

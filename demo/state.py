@@ -1,0 +1,48 @@
+"""The one model every user of the app shares: loaded once, verified once, then only read."""
+from dataclasses import dataclass
+
+from demo.gpu import on_gpu  # first: on a ZeroGPU Space it must come before torch
+
+from transformers import GPT2LMHeadModel
+
+from model.gpt import GPT
+from model.verify import DEFAULT_PROMPT, verify
+from model.weights import (HUB_SHAPES, ModelLoadError, load_from_reference, load_reference, load_student,
+                           random_reference)
+
+
+@dataclass(frozen=True)
+class DemoState:
+    model_name: str
+    reference: GPT2LMHeadModel
+    verifier: GPT  # float32, sharing the reference's memory: the model verification checks
+    student: GPT  # the model that writes, in `dtype` (the verifier itself when float32)
+    dtype: str
+    startup_report: dict  # verify() on the lesson's first prompt, as JSON
+    fallback_reason: str | None = None  # why the real weights could not be had, if they could not
+
+    @property
+    def device(self) -> str:
+        return str(self.reference.device)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.reference.config.vocab_size
+
+
+def load_state(name_or_dir: str = "gpt2", device: str = "auto", dtype: str = "float32",
+               allow_pickle: bool = False) -> DemoState:
+    """Load the reference (or its random stand-in), build our GPT from it, and verify it.
+
+    Raises ModelLoadError or ValueError, with a message that says what to do, when the app cannot start.
+    """
+    try:
+        reference, fallback_reason = load_reference(name_or_dir, device, allow_pickle), None
+    except ModelLoadError as error:
+        if name_or_dir.removeprefix("openai-community/") not in HUB_SHAPES:
+            raise
+        reference, fallback_reason = random_reference(name_or_dir, device), str(error)
+    verifier = load_from_reference(reference)
+    student = verifier if dtype == "float32" else load_student(reference, dtype)
+    report = on_gpu(verify)(reference, DEFAULT_PROMPT, student=verifier).to_dict()
+    return DemoState(name_or_dir, reference, verifier, student, dtype, report, fallback_reason)

@@ -1,0 +1,174 @@
+"""demo/views.py: what the page shows, from real verification reports, without a server."""
+import copy
+import math
+
+import pytest
+
+from demo import views
+from model.verify import verify
+from model.weights import BUGS
+
+PROMPT = "The capital of France is"
+
+
+@pytest.fixture(scope="module")
+def reports(tiny_reference):
+    """The JSON report for the correct load and for each bug, keyed by bug name ("none" for none)."""
+    return {bug: verify(tiny_reference, PROMPT, None if bug == "none" else bug).to_dict() for bug in ["none", *BUGS]}
+
+
+def silent_and_loud():
+    return [name for name, bug in BUGS.items() if bug.silent], [name for name, bug in BUGS.items() if not bug.silent]
+
+
+def test_verdict_of_the_correct_load_names_the_diff_and_the_tolerance(reports):
+    report = reports["none"]
+    html = views.verdict_html(report)
+    assert "✓ Correct load: the same function" in html
+    assert f"{report['max_abs_logit_diff']:.2e}" in html
+    assert "torch.allclose(atol=0.0001, rtol=1e-05) is <b>True</b>" in html
+    assert html.count("<div class='card ") == 1  # no bug asked for: no second card
+
+
+def test_verdict_turns_red_when_the_logits_differ(reports):
+    report = copy.deepcopy(reports["none"])
+    report.update(allclose=False, max_abs_logit_diff=3.5)
+    html = views.verdict_html(report)
+    assert "card fail" in html and "✗ Correct load: NOT the same function" in html and "3.50e+00" in html
+
+
+@pytest.mark.parametrize("bug", silent_and_loud()[0])
+def test_verdict_of_a_silent_bug_shows_how_far_off_it_is(reports, bug):
+    report = reports[bug]
+    html = views.verdict_html(report)
+    assert f"✓ Bug {bug}: caught" in html
+    assert "loads without a complaint" in html and f"{report['broken']['max_abs_logit_diff']:.2e}" in html
+    layer = report["broken"]["first_divergent_layer"]
+    assert (f"First diverges at <b>{report['layer_names'][layer]}</b>" if layer is not None
+            else "the output head (lm_head) makes the difference") in html
+
+
+@pytest.mark.parametrize("bug", silent_and_loud()[1])
+def test_verdict_of_a_refused_bug_says_the_mapping_refused(reports, bug):
+    html = views.verdict_html(reports[bug])
+    assert f"✓ Bug {bug}: caught" in html
+    assert f"refused to load</b> it: {len(reports[bug]['broken']['refused_keys'])} tensor(s)" in html
+
+
+def test_checks_table_has_one_row_per_check(reports):
+    report = reports["skip_transpose_square"]
+    table = views.checks_table(report)
+    assert list(table["check"]) == [c["check"] for c in report["checks"]]
+    assert set(table[""]) == {"✓"}
+
+
+def test_facts_show_counts_tying_and_what_a_naive_load_would_say(reports):
+    report = reports["none"]
+    html = views.facts_html(report)
+    assert f"ours {report['param_count_ours']:,}, reference {report['param_count_reference']:,}" in html
+    assert "<code>lm_head.weight</code> <b>is</b> <code>transformer.wte.weight</code>" in html
+    assert f"{len(report['shape_mismatches'])} shape mismatches" in html
+    # tiny has 2 blocks, each with one square Conv1D weight: attn.c_proj, folded into one name
+    assert "2 square weights silently" in html and "transformer.h.0–1.attn.c_proj.weight" in html
+
+
+def test_mapping_table_folds_the_blocks_and_colours_each_operation(reports):
+    report = reports["none"]
+    html = views.mapping_html(report)
+    for op in views.OP_MEANINGS:
+        count = sum(row["op"] == op for row in report["mapping"])
+        assert f"{op} ×{count}</span>" in html
+    rows = html.split("<tr ")[1:]
+    patterns = {row["ours"].replace(".h.0.", ".h.{}.").replace(".h.1.", ".h.{}.") for row in report["mapping"]}
+    assert len(rows) == len(patterns)  # one row per parameter of a block, not per block
+    colour_of = {row.split("<code>")[1].split("</code>")[0]: row for row in rows}
+    assert views.OP_COLOURS["transpose"] in colour_of["transformer.h.0–1.attn.c_attn.weight"]
+    assert views.OP_COLOURS["copy"] in colour_of["transformer.h.0–1.attn.c_attn.bias"]
+    assert views.OP_COLOURS["tied"] in colour_of["lm_head.weight"]
+    assert views.OP_COLOURS["bug"] not in html
+
+
+def test_mapping_table_marks_the_rows_a_bug_changes_in_place(reports):
+    html = views.mapping_html(reports["raw_copy_block0_c_attn"])
+    rows = html.split("<tr ")[1:]
+    names = [row.split("<code>")[1].split("</code>")[0] for row in rows]
+    broken = names.index("transformer.h.0.attn.c_attn.weight")
+    assert names[broken + 1] == "transformer.h.1.attn.c_attn.weight"  # block 1's row, still right, follows it
+    assert views.OP_COLOURS["bug"] in rows[broken] and "<s>transpose</s> <b>raw</b>" in rows[broken]
+    assert views.OP_COLOURS["transpose"] in rows[broken + 1]
+    assert "bug ×1</span>" in html
+
+
+def test_layer_plot_has_numeric_layers_in_order_for_each_load(reports):
+    report = reports["skip_transpose_square"]
+    frame = views.layer_plot(report)
+    n = len(report["layer_names"])
+    assert frame["layer"].dtype.kind == "i"
+    for load, diffs in [("correct load", report["layer_max_abs_diff"]),
+                        ("broken load", report["broken"]["layer_max_abs_diff"])]:
+        series = frame[frame["load"] == load]
+        assert list(series["layer"]) == list(range(n)) and list(series["name"]) == report["layer_names"]
+        assert list(series["max_abs_diff"]) == diffs
+        assert list(series["log10_diff"]) == [math.log10(max(d, views.EXACT_MATCH_DRAWN_AT)) for d in diffs]
+
+
+@pytest.mark.parametrize("bug", ["none", "ffn_off_by_one"])
+def test_layer_plot_keeps_an_empty_broken_series_when_there_is_no_broken_forward(reports, bug):
+    frame = views.layer_plot(reports[bug])
+    assert list(frame["load"].unique()) == list(views.PLOT_COLOURS)  # the same colours on every run
+    assert frame[frame["load"] == "broken load"]["log10_diff"].isna().all()
+
+
+def test_top_k_table_compares_ours_with_the_reference(reports):
+    report = reports["none"]
+    table = views.top_k_table(report)
+    assert list(table["next token"]) == [repr(row["text"]) for row in report["top_k"]]
+    assert list(table["p reference"]) == [f"{row['p_reference']:.6f}" for row in report["top_k"]]
+
+
+def test_texts_of_a_silent_bug_stand_side_by_side(reports):
+    broken = reports["untied_head"]["broken"]
+    html = views.texts_html(reports["untied_head"])
+    assert html.count("<div class='column ") == 2
+    assert views._model_text(broken["text_correct"]) in html and views._model_text(broken["text_broken"]) in html
+    assert broken["explanation"] in html
+
+
+def test_texts_of_a_refused_bug_show_the_refusal_and_why_it_is_good_news(reports):
+    html = views.texts_html(reports["skip_transpose_strict"])
+    assert "refused to load" in html and "Why this is good news" in html
+
+
+def test_texts_without_a_bug_show_the_greedy_text_and_invite_a_bug(reports):
+    html = views.texts_html(reports["none"])
+    assert views._model_text(reports["none"]["greedy_text"]) in html and "Pick a bug" in html
+
+
+def test_model_text_is_escaped_and_end_of_text_runs_are_folded(reports):
+    report = copy.deepcopy(reports["untied_head"])
+    report["broken"]["text_broken"] = " <b>bold?</b><|endoftext|><|endoftext|><|endoftext|>"
+    html = views.texts_html(report)
+    assert "&lt;b&gt;bold?&lt;/b&gt;" in html and "<b>bold?" not in html
+    assert "&lt;|endoftext|&gt; ×3</span>" in html
+
+
+def test_header_shows_weights_device_and_the_start_up_verdict(reports):
+    html = views.header_html("gpt2", "cpu", "bfloat16", reports["none"], None)
+    assert "<b>gpt2</b>" in html and "<b>cpu</b>" in html and "generating in bfloat16" in html
+    assert "✓ verified</b> at start-up" in html and f"{reports['none']['max_abs_logit_diff']:.1e}" in html
+    assert "offline-banner" not in html
+
+
+def test_header_of_random_weights_carries_the_offline_banner(reports):
+    html = views.header_html("gpt2", "cpu", "float32", reports["none"], "cannot load 'gpt2': no network")
+    assert "<div class='offline-banner'>" in html
+    assert "randomly initialised GPT-2 of the same shape" in html and "gibberish" in html
+    assert "Why: cannot load &#x27;gpt2&#x27;: no network" in html
+    assert "python -m demo --model ./gpt2-local" in html  # how to get the real weights
+
+
+@pytest.mark.parametrize("bug", list(BUGS))
+def test_bug_description_says_silent_or_loud(bug):
+    text = views.bug_description(bug)
+    assert BUGS[bug].summary in text
+    assert ("silent" if BUGS[bug].silent else "refuses") in text
