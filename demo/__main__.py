@@ -40,7 +40,12 @@ def main(argv=None) -> int:
         print(f"warning: {state.fallback_reason}\nwarning: running on random weights of {args.model}'s shape: "
               f"verification works, the text is gibberish", file=sys.stderr)
     # None lets Gradio read GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, then fall back to 127.0.0.1:7860.
-    launch(build_app(state), server_name=args.host, server_port=args.port, share=args.share)
+    try:
+        launch(build_app(state), server_name=args.host, server_port=args.port, share=args.share)
+    except OSError as error:  # Gradio's own message would point at launch()'s parameters
+        print(f"error: cannot serve the app ({str(error).split('. ')[0]}): is it already running? "
+              f"Choose another --port, or a --host this machine has", file=sys.stderr)
+        return 2
     return 0
 
 

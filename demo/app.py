@@ -6,6 +6,7 @@
 Besides the page, two named endpoints are the app's stable API for scripts: `/generate` streams a
 continuation, `/verify_report` returns the JSON of `python -m model.verify --json`.
 """
+import re
 import secrets
 import sys
 from collections.abc import Iterator
@@ -18,11 +19,14 @@ if __package__ in (None, ""):  # run as a script (a Space's app_file): make the 
 from demo.gpu import on_gpu  # first: on a ZeroGPU Space it must come before torch
 
 import gradio as gr
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 
 from demo import views
 from demo.state import DemoState
-from model.generate import prepare_prompt, stream_text
+from model.generate import Prompt, prepare_prompt, stream_text
 from model.sampling import SamplingSettings
+from model.tokenizer import decode, encode
 from model.verify import DEFAULT_PROMPT, verify
 from model.weights import BUGS
 
@@ -32,12 +36,20 @@ LESSON_PROMPTS = [
     "Once upon a time in a land far away",
     "The transformer architecture consists of",
 ]
+# Bounds on what one request may ask for, so no student can hold a slot, the queue or the memory for long.
 MAX_NEW_TOKENS = 512  # bounds the time one request holds a slot
-MAX_PROMPT_CHARS = 4000  # about 1000 tokens: GPT-2's whole context
+# A pasted article is welcome (GPT-2 reads its last 1,024 tokens, and the page says so); a longer one is refused,
+# which bounds the time spent tokenizing (under half a second even for one 100,000-letter word).
+MAX_PROMPT_CHARS = 100_000
+# Every HTTP request body, read no further than this: the prompt at its limit, JSON-escaped (up to 12 bytes a
+# character), with the chat's history of hundreds of turns. Uploads too: the app accepts no files at all.
+MAX_REQUEST_BYTES = 8 * 2**20
 QUEUE_SIZE = 64  # a class of 30, each with a request waiting, and room to spare; beyond it, "busy"
 # Generations running at once: a GPU interleaves several streams cheaply, a CPU has few cores.
 GENERATIONS_AT_ONCE = {"cuda": 4, "mps": 2, "cpu": 2}
 SEEDS = 2**32  # a randomized seed is below this: short enough to read out and type back
+# In a str, a surrogate is always half of a character: JSON's "\ud83d" without its "\ude00" decodes to one.
+UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class DemoApi:
@@ -52,17 +64,30 @@ class DemoApi:
 
         top_k=0 keeps every token; temperature=0 is greedy. The same seed writes the same text.
         """
+        prepared, settings = self.prepare(prompt, max_new_tokens, temperature, top_k, top_p, seed)
+        yield from self.continuation(prepared, settings)
+
+    def prepare(self, prompt, max_new_tokens, temperature, top_k, top_p, seed) -> tuple[Prompt, SamplingSettings]:
+        """The prompt's tokens and the checked settings, or an error on the page naming what is wrong.
+
+        A prompt longer than the model's context keeps its end, and the page says so.
+        """
         with shown_to_user():
-            settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k or None,
-                                        top_p=top_p, seed=seed).validated(self.state.vocab_size, MAX_NEW_TOKENS)
+            settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature,
+                                        top_k=_none_if_zero(top_k), top_p=top_p,
+                                        seed=seed).validated(self.state.vocab_size, MAX_NEW_TOKENS)
         prepared = prepare_prompt(self.state.student, _checked_prompt(prompt), settings.max_new_tokens)
         if prepared.notice:
             gr.Warning(prepared.notice)
+        return prepared, settings
+
+    def continuation(self, prompt: Prompt, settings: SamplingSettings) -> Iterator[str]:
+        """The continuation so far, after each new piece; one empty answer if the model ends at once."""
         text = ""
-        for piece in stream_text(self.state.student, prepared, settings):
+        for piece in stream_text(self.state.student, prompt, settings):
             text += piece
             yield text
-        if not text:  # the model ended at once: still one (empty) answer
+        if not text:
             yield text
 
     def verify_report(self, prompt: str = DEFAULT_PROMPT, bug: str = "none") -> dict:
@@ -71,11 +96,19 @@ class DemoApi:
         Returns the JSON of `python -m model.verify --json`. bug: "none" or one of model.weights.BUGS.
         """
         if bug not in ("none", *BUGS):
-            raise gr.Error(f"bug must be none or one of {', '.join(BUGS)}, got {bug!r}")
+            raise user_error(f"bug must be none or one of {', '.join(BUGS)}, got {bug!r}")
         prompt = _checked_prompt(prompt)
         with shown_to_user():
             report = verify(self.state.reference, prompt, None if bug == "none" else bug, student=self.state.verifier)
+        verified = Prompt(prompt, report.prompt_tokens, len(encode(prompt)) - len(report.prompt_tokens))
+        if verified.notice:
+            gr.Warning(verified.notice)
         return report.to_dict()
+
+
+def user_error(message: str) -> gr.Error:
+    """An error shown to the user who caused it; the server's log stays free of their typos' tracebacks."""
+    return gr.Error(message, print_exception=False)
 
 
 @contextmanager
@@ -84,21 +117,41 @@ def shown_to_user():
     try:
         yield
     except ValueError as error:
-        raise gr.Error(str(error)) from None
+        raise user_error(str(error)) from None
+
+
+def _none_if_zero(top_k):
+    """The app's top_k=0 (keep every token) is SamplingSettings' None; any other value is checked there."""
+    return None if type(top_k) is int and top_k == 0 else top_k
 
 
 def _checked_prompt(prompt) -> str:
+    """The prompt, if it is text the model can read; emoji, any script, control characters and NUL all are."""
     if not isinstance(prompt, str):
-        raise gr.Error(f"prompt must be text, got {type(prompt).__name__}")
+        raise user_error(f"prompt must be text, got {type(prompt).__name__}")
+    if not prompt.strip():
+        raise user_error("prompt is empty: type the start of a text for GPT-2 to continue")
     if len(prompt) > MAX_PROMPT_CHARS:
-        raise gr.Error(f"prompt is {len(prompt):,} characters long; the limit is {MAX_PROMPT_CHARS:,}: shorten it")
+        raise user_error(f"prompt is {len(prompt):,} characters long; the limit is {MAX_PROMPT_CHARS:,}: shorten "
+                         f"it (of a long prompt, the model reads only the end that fits its context anyway)")
+    if surrogate := UNPAIRED_SURROGATE.search(prompt):
+        raise user_error(f"prompt holds half a character at position {surrogate.start()} (an unpaired UTF-16 "
+                         f"surrogate, U+{ord(surrogate[0]):04X}): it is not text; paste the text again")
     return prompt
+
+
+def _as_shown(prompt: Prompt) -> str:
+    """The prompt as the chat shows it: what the model read, so a cropped one starts with an ellipsis."""
+    return "…" + decode(prompt.ids) if prompt.dropped_tokens else prompt.text
 
 
 # --- the page ------------------------------------------------------------------------------------
 
-def build_app(state: DemoState) -> gr.Blocks:
-    """The two tabs and the two endpoints, with a bounded queue sized for the device."""
+def build_app(state: DemoState, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
+    """The two tabs and the two endpoints, with a bounded queue sized for the device.
+
+    queue_size: requests that may wait for a slot; one more is turned away at once ("busy"), not left hanging.
+    """
     api = DemoApi(state)
     generations = GENERATIONS_AT_ONCE.get(state.reference.device.type, 1)
     with gr.Blocks(title="Our GPT with OpenAI's GPT-2 weights", analytics_enabled=False) as app:  # no telemetry
@@ -110,7 +163,7 @@ def build_app(state: DemoState) -> gr.Blocks:
             _verify_tab(api)
         gr.api(on_gpu(api.generate), api_name="generate", concurrency_id="generate", concurrency_limit=generations)
         gr.api(on_gpu(api.verify_report), api_name="verify_report", concurrency_id="verify", concurrency_limit=1)
-    app.queue(max_size=QUEUE_SIZE, default_concurrency_limit=generations)
+    app.queue(max_size=queue_size, default_concurrency_limit=generations)
     return app
 
 
@@ -133,15 +186,17 @@ def _generate_tab(api: DemoApi, generations: int):
             top_k = gr.Slider(0, 200, value=50, step=1, precision=0, label="top-k", info="0 = keep every token")
             top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="top-p",
                               info="keep the likeliest tokens that add up to p")
-            seed = gr.Number(0, precision=0, minimum=0, label="seed", info="the seed of the last text", elem_id="seed")
+            # No minimum=: Gradio's own range error would not name the field; the app's does.
+            seed = gr.Number(0, precision=0, label="seed", info="the seed of the last text", elem_id="seed")
             randomize = gr.Checkbox(True, label="randomize the seed")
             gr.ClearButton([chatbot, prompt], value="Clear the chat")
 
     def chat(text, history, max_new_tokens, temperature, top_k, top_p, seed, randomize):
         """A user turn with the prompt, then the continuation growing in the answer below it."""
         seed = secrets.randbelow(SEEDS) if randomize else seed
-        history = [*history, {"role": "user", "content": text or "<|endoftext|>"}]
-        for continuation in api.generate(text, max_new_tokens, temperature, top_k, top_p, seed):
+        prepared, settings = api.prepare(text, max_new_tokens, temperature, top_k, top_p, seed)
+        history = [*history, {"role": "user", "content": _as_shown(prepared)}]
+        for continuation in api.continuation(prepared, settings):
             yield [*history, {"role": "assistant", "content": "…" + continuation}], seed, ""
 
     inputs = [prompt, chatbot, max_new_tokens, temperature, top_k, top_p, seed, randomize]
@@ -223,8 +278,35 @@ CSS = """
 
 
 def launch(app: gr.Blocks, **options):
-    """Start serving `app` with its look (Gradio 6 takes the theme and the css at launch)."""
-    return app.launch(theme=gr.themes.Soft(), css=CSS, footer_links=["api"], **options)
+    """Start serving `app` with its look (Gradio 6 takes the theme and the css at launch), every request's
+    body bounded."""
+    limit = Middleware(RequestSizeLimit, max_bytes=MAX_REQUEST_BYTES)
+    return app.launch(theme=gr.themes.Soft(), css=CSS, footer_links=["api"], app_kwargs={"middleware": [limit]},
+                      **options)
+
+
+class RequestSizeLimit:
+    """ASGI middleware: a request body is read no further than `max_bytes`; past that, the answer is 413.
+
+    Gradio bounds uploads only (and only when asked): without this, one request carrying a gigabyte of JSON
+    would be held in memory before the app could refuse its prompt.
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise HTTPException(413, f"request body over the app's limit of {self.max_bytes:,} bytes")
+            return message
+
+        await self.app(scope, counted if scope["type"] == "http" else receive, send)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@ No network here, so tests and benchmarks cannot download OpenAI's weights; they 
 `GPT2LMHeadModel`s from `GPT2Config` with fixed seeds and `save_pretrained` them to a folder, which
 the product then loads through the very path a hub id takes.
 """
+import shutil
 from pathlib import Path
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import BertConfig, GPT2Config, GPT2LMHeadModel
 
 from model.tokenizer import EOT_TOKEN, encode
 
@@ -58,3 +59,62 @@ def build_trained_checkpoint(folder: Path, seed: int = 0, steps: int = 200, sent
         optimizer.step()
     model.eval().save_pretrained(folder)
     return folder
+
+
+# --- checkpoints that must not load: each takes a good checkpoint folder and a scratch folder ---------
+
+def copy_of(folder: Path, tmp_path: Path) -> Path:
+    return shutil.copytree(folder, tmp_path / "copy")
+
+
+def without_config(folder: Path, tmp_path: Path) -> Path:
+    copy = copy_of(folder, tmp_path)
+    (copy / "config.json").unlink()
+    return copy
+
+
+def pickle_only(folder: Path, tmp_path: Path) -> Path:
+    copy = copy_of(folder, tmp_path)
+    reference = GPT2LMHeadModel.from_pretrained(copy)
+    torch.save(reference.state_dict(), copy / "pytorch_model.bin")
+    (copy / "model.safetensors").unlink()
+    return copy
+
+
+def truncated(folder: Path, tmp_path: Path) -> Path:
+    """An interrupted download or copy: the weights file cut in half."""
+    copy = copy_of(folder, tmp_path)
+    weights = copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return copy
+
+
+def corrupted_header(folder: Path, tmp_path: Path) -> Path:
+    """The weights file with its first bytes (the length of its JSON header) overwritten."""
+    return _overwritten(copy_of(folder, tmp_path), at=0)
+
+
+def corrupted_values(folder: Path, tmp_path: Path) -> Path:
+    """The weights file with bytes overwritten past its header, among the numbers (which stay finite)."""
+    copy = copy_of(folder, tmp_path)
+    header_length = int.from_bytes((copy / "model.safetensors").read_bytes()[:8], "little")  # then the JSON
+    return _overwritten(copy, at=8 + header_length + 1024)
+
+
+def _overwritten(copy: Path, at: int) -> Path:
+    weights = copy / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[at:at + 64] = b"\x01" * 64
+    weights.write_bytes(bytes(data))
+    return copy
+
+
+def not_gpt2(folder: Path, tmp_path: Path) -> Path:
+    bert = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    bert.save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").touch()
+    return tmp_path
+
+
+def missing(folder: Path, tmp_path: Path) -> Path:
+    return tmp_path / "nowhere"

@@ -14,7 +14,7 @@ import demo.app
 from demo.app import build_app
 from demo.state import load_state
 from model.generate import complete, prepare_prompt, stream_text
-from model.sampling import SamplingSettings
+from model.sampling import MAX_SEED, SamplingSettings
 from model.verify import TEXT_SETTINGS
 from tests.app_server import serving
 
@@ -180,3 +180,31 @@ def test_verify_tab_shows_a_refused_load_as_good_news(page, screenshots):
     assert "refused to load" in page.locator(".verdict-cards").inner_text()
     assert "Why this is good news" in page.locator(".side-by-side").inner_text()
     page.screenshot(path=screenshots / "verify-refused.png", full_page=True)
+
+
+def send(page, prompt: str):
+    page.locator("#prompt textarea").fill(prompt)
+    page.locator("#prompt textarea").press("Enter")
+
+
+def test_bad_input_in_the_page_is_named_and_the_page_goes_on_working(page, state):
+    send(page, " \n ")
+    page.get_by_text("prompt is empty: type the start of a text for GPT-2 to continue").wait_for()
+    page.get_by_label("randomize the seed").uncheck()
+    page.locator("#seed input").fill("-5")
+    send(page, PROMPT)
+    page.get_by_text(f"seed must be a whole number from 0 to {MAX_SEED}, got -5").wait_for()
+    assert page.locator("#chat [data-testid='user']").count() == 0  # no turn for a refused request
+
+    page.locator("#seed input").fill("7")
+    long_prompt = "The capital of France is Paris. " * 1600  # 51,200 characters, far past the context
+    send(page, long_prompt)
+    page.get_by_text("The prompt is longer than the model's context: its first").wait_for()
+    page.locator("#chat [data-testid='bot']").get_by_text(answer_to(state, long_prompt, seed=7)).wait_for()
+    shown = page.locator("#chat [data-testid='user']").last.inner_text()
+    assert shown.startswith("…") and len(shown) < 1000  # what the model read: the prompt's end
+
+    odd = "Owls 🦉 say مرحبا and Cafe\u0301"
+    send(page, odd)
+    page.locator("#chat [data-testid='user']").get_by_text(odd).wait_for()
+    page.locator("#chat [data-testid='bot']").get_by_text(answer_to(state, odd, seed=7)).wait_for()

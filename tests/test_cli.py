@@ -83,12 +83,28 @@ def test_generate_says_on_stderr_when_the_prompt_was_cropped(tiny_dir, capsys):
     assert code == 0 and capsys.readouterr().err.startswith("note: The prompt is longer than the model's context")
 
 
-@pytest.mark.parametrize("option, value", [("--temperature", "-1"), ("--top-p", "0"), ("--max-new-tokens", "0")])
+@pytest.mark.parametrize("option, value", [
+    ("--temperature", "-1"), ("--temperature", "nan"), ("--temperature", "inf"), ("--temperature", "1e308"),
+    ("--top-k", "-1"), ("--top-k", "50258"), ("--top-p", "0"), ("--top-p", "1.5"), ("--top-p", "nan"),
+    ("--max-new-tokens", "0"), ("--max-new-tokens", "1000000000"), ("--seed", "-1"), ("--seed", str(2**63)),
+])
 def test_generate_refuses_a_setting_out_of_range_in_one_line(tiny_dir, capsys, option, value):
     code = generate.main(["--model", str(tiny_dir), "--prompt", "Hi", option, value])
     err = capsys.readouterr().err
     assert code == 2 and len(err.splitlines()) == 1
     assert err.startswith(f"error: {option.removeprefix('--').replace('-', '_')} must be")
+
+
+@pytest.mark.parametrize("option, value, kind", [
+    ("--temperature", "hot", "float"), ("--top-p", "", "float"), ("--max-new-tokens", "8.5", "int"),
+    ("--top-k", "all", "int"), ("--seed", "abc", "int"),
+])
+def test_generate_refuses_a_setting_that_is_not_a_number_naming_it(capsys, option, value, kind):
+    with pytest.raises(SystemExit) as exited:
+        generate.main(["--prompt", "Hi", option, value])
+    err = capsys.readouterr().err.splitlines()
+    assert exited.value.code == 2
+    assert err[-1] == f"python -m model.generate: error: argument {option}: invalid {kind} value: '{value}'"
 
 
 # --- the real commands, offline ------------------------------------------------------------------

@@ -1,15 +1,15 @@
 """Loading the reference, the mapping table, and the loader that walks it."""
-import shutil
 import time
 
 import pytest
 import torch
 from huggingface_hub import constants
-from transformers import BertConfig, GPT2LMHeadModel
+from transformers import GPT2LMHeadModel
 from transformers.pytorch_utils import Conv1D
 
 from model.weights import (ModelLoadError, WeightMismatchError, build_mapping, load_from_reference, load_reference,
                            resolve_device)
+from tests.checkpoints import missing, not_gpt2, pickle_only, truncated, without_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -35,42 +35,6 @@ def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, pick
 def test_unknown_device_is_refused():
     with pytest.raises(ModelLoadError, match="unknown device 'tpu'"):
         resolve_device("tpu")
-
-
-def copy_of(folder, tmp_path):
-    return shutil.copytree(folder, tmp_path / "copy")
-
-
-def without_config(folder, tmp_path):
-    copy = copy_of(folder, tmp_path)
-    (copy / "config.json").unlink()
-    return copy
-
-
-def pickle_only(folder, tmp_path):
-    copy = copy_of(folder, tmp_path)
-    reference = GPT2LMHeadModel.from_pretrained(copy)
-    torch.save(reference.state_dict(), copy / "pytorch_model.bin")
-    (copy / "model.safetensors").unlink()
-    return copy
-
-
-def truncated(folder, tmp_path):
-    copy = copy_of(folder, tmp_path)
-    weights = copy / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    return copy
-
-
-def not_gpt2(folder, tmp_path):
-    bert = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
-    bert.save_pretrained(tmp_path)
-    (tmp_path / "model.safetensors").touch()
-    return tmp_path
-
-
-def missing(folder, tmp_path):
-    return tmp_path / "nowhere"
 
 
 @pytest.mark.parametrize("make, says", [
