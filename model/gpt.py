@@ -55,8 +55,9 @@ class KVCache:
     def __init__(self, config: GPTConfig, batch_size: int, device, dtype):
         head_size = config.n_embd // config.n_head
         shape = (config.n_layer, batch_size, config.n_head, config.n_positions, head_size)
-        self.keys = torch.zeros(shape, device=device, dtype=dtype)
-        self.values = torch.zeros(shape, device=device, dtype=dtype)
+        # empty, not zeros: a slot is always written before it is read (zeroing gpt2's 75 MB takes ~17 ms)
+        self.keys = torch.empty(shape, device=device, dtype=dtype)
+        self.values = torch.empty(shape, device=device, dtype=dtype)
         self.length = 0  # positions already stored; advanced by GPT.forward after all layers ran
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
@@ -191,7 +192,7 @@ class GPT(nn.Module):
     def stream(self, ids: list[int], settings: SamplingSettings, use_cache: bool = True) -> Iterator[int]:
         """Yield new token ids one at a time, each as soon as it is chosen.
 
-        With use_cache=False every step re-reads the whole context (how nanoGPT samples): the
+        With use_cache=False every step re-reads the whole window (how nanoGPT samples): the
         same tokens, far slower; kept to show what the cache buys.
         """
         if not ids:
@@ -199,21 +200,21 @@ class GPT(nn.Module):
         device = self.transformer.wte.weight.device
         generator = torch.Generator().manual_seed(settings.seed)
         context = self.context_window(list(ids), settings.max_new_tokens)
-        cache, pending = None, context  # pending: tokens the model has not read yet
+        start, cache = 0, None  # the model reads the window context[start:]
         for _ in range(settings.max_new_tokens):
-            if use_cache and (cache is None or cache.length + len(pending) > self.config.n_positions):
-                # The window is full (or this is the start): keep the last half, read it afresh.
-                pending = context[-(self.config.n_positions // 2):] if cache is not None else context
+            if len(context) - start > self.config.n_positions:
+                # The window is full: keep its last half, and read that afresh.
+                start, cache = len(context) - self.config.n_positions // 2, None
+            if use_cache and cache is None:
                 cache = KVCache(self.config, 1, device, self.transformer.wte.weight.dtype)
-            if not use_cache:
-                pending = context[-self.config.n_positions:]
+            # With the cache, only the tokens it has not seen yet; without, the whole window again.
+            pending = context[start + cache.length:] if use_cache else context[start:]
             logits = self(torch.tensor([pending], device=device), cache, last_only=True)
             token = sample_next_token(logits[0, -1], settings, generator)
             if settings.stop_at_eot and token == EOT_TOKEN:
                 return
             yield token
             context.append(token)
-            pending = [token]
 
     def generate(self, ids: list[int], settings: SamplingSettings, use_cache: bool = True) -> list[int]:
         """All new token ids at once (see `stream`)."""
