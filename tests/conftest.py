@@ -12,6 +12,12 @@ from model.weights import load_from_reference, load_reference  # noqa: E402
 from tests.checkpoints import GPT2_SMALL, TINY, build_checkpoint, build_trained_checkpoint  # noqa: E402
 
 
+def pytest_configure(config):
+    # Gradio 6.31's queue calls pandas options that pandas 3 deprecates: noise about a dependency, hundreds of times.
+    config.addinivalue_line("filterwarnings", "ignore:.*(copy keyword|no_silent_downcasting).*:Warning:gradio.queueing")
+
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny models spend their time handing work between threads: on a busy 2-core machine one
