@@ -19,9 +19,6 @@ from transformers.pytorch_utils import Conv1D
 
 from model.gpt import GPT, GPTConfig
 
-HUB_MODELS = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
-
-
 class ModelLoadError(Exception):
     """The reference weights cannot be had; the message says why and what to do."""
 

@@ -18,9 +18,17 @@ import httpx
 
 import demo.app
 from demo.app import launch
-from model.generate import stream_text
+from model.generate import complete, stream_text
+from model.sampling import SamplingSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def written_alone(state, prompt, max_new_tokens, temperature, top_k, top_p, seed) -> str:
+    """What the model writes for the /generate arguments, called directly: no server, no other request."""
+    settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k or None,
+                                top_p=top_p, seed=seed)
+    return complete(state.student, prompt, settings)
 
 
 def free_port() -> int:

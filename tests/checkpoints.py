@@ -14,13 +14,6 @@ from model.tokenizer import EOT_TOKEN, encode
 
 TINY = dict(n_layer=2, n_head=2, n_embd=32, n_positions=64)
 GPT2_SMALL = dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024)  # gpt2's shape, 124M parameters
-# The published shapes of the four hub models (what their config.json files say).
-HUB_SHAPES = {
-    "gpt2": GPT2_SMALL,
-    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024, n_positions=1024),
-    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280, n_positions=1024),
-    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600, n_positions=1024),
-}
 # What the trained checkpoint learns by heart, and the prompts that start each recitation.
 MEMORISED = [
     "The capital of France is Paris, and the capital of Italy is Rome.",

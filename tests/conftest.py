@@ -76,3 +76,19 @@ def gpt2_student(gpt2_reference):
 @pytest.fixture(scope="session")
 def trained_student(trained_reference):
     return load_from_reference(trained_reference)
+
+
+@pytest.fixture(scope="session")
+def tiny_state(tiny_dir):
+    """The app's shared state on the tiny checkpoint: its tokens vary, so a seed visibly decides the text."""
+    from demo.state import load_state
+    return load_state(str(tiny_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_app_url(tiny_state):
+    """The app on the tiny checkpoint, served on loopback for the whole session."""
+    from demo.app import build_app
+    from tests.app_server import serving
+    with serving(build_app(tiny_state)) as url:
+        yield url

@@ -15,24 +15,15 @@ from demo.app import build_app
 from demo.gpu import GPU_SECONDS, on_gpu
 from demo.state import load_state
 from model import verify as verify_cli
-from model.generate import complete
-from model.sampling import SamplingSettings
 from model.weights import BUGS
-from tests.app_server import REPO_ROOT, serving
+from tests.app_server import REPO_ROOT, written_alone
 
 PROMPT = "The capital of France is"
 
 
 @pytest.fixture(scope="module")
-def tiny_state(tiny_dir):
-    """The tiny random checkpoint: its tokens vary, so a seed visibly decides the text."""
-    return load_state(str(tiny_dir), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def client(tiny_state):
-    with serving(build_app(tiny_state)) as url:
-        yield Client(url, analytics_enabled=False, verbose=False)
+def client(tiny_app_url):
+    return Client(tiny_app_url, analytics_enabled=False, verbose=False)
 
 
 def streamed(client, *args) -> list[str]:
@@ -42,10 +33,8 @@ def streamed(client, *args) -> list[str]:
     return job.outputs()
 
 
-def expected_text(state, max_new_tokens, temperature, top_k, top_p, seed) -> str:
-    settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k or None,
-                                top_p=top_p, seed=seed)
-    return complete(state.student, PROMPT, settings)
+def expected_text(state, *args) -> str:
+    return written_alone(state, PROMPT, *args)
 
 
 # --- /generate -----------------------------------------------------------------------------------

@@ -9,12 +9,10 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from demo.app import MAX_NEW_TOKENS, MAX_PROMPT_CHARS, MAX_REQUEST_BYTES, DemoApi, build_app
-from demo.state import load_state
-from model.generate import complete
-from model.sampling import MAX_SEED, SamplingSettings
+from demo.app import MAX_NEW_TOKENS, MAX_PROMPT_CHARS, MAX_REQUEST_BYTES, DemoApi
+from model.sampling import MAX_SEED
 from model.weights import BUGS
-from tests.app_server import REPO_ROOT, raw_call, serving
+from tests.app_server import REPO_ROOT, raw_call, written_alone
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -43,26 +41,8 @@ ODD_TEXTS = {
 
 
 @pytest.fixture(scope="module")
-def state(tiny_dir):
-    return load_state(str(tiny_dir), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def url(state):
-    with serving(build_app(state)) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def client(url):
-    return Client(url, analytics_enabled=False, verbose=False)
-
-
-def lone_text(state, prompt, max_new_tokens, temperature, top_k, top_p, seed) -> str:
-    """What the model writes for these arguments, called directly: no server, no other request."""
-    settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k or None,
-                                top_p=top_p, seed=seed)
-    return complete(state.student, prompt, settings)
+def client(tiny_app_url):
+    return Client(tiny_app_url, analytics_enabled=False, verbose=False)
 
 
 def generated(client, *args) -> str:
@@ -75,9 +55,9 @@ def refusal(client, *args, endpoint="/generate") -> str:
     return str(refused.value)
 
 
-def still_serving(client, state):
+def still_serving(client, tiny_state):
     """Nothing broke: the next request is answered as if the bad one had never come."""
-    assert generated(client, *GOOD) == lone_text(state, *GOOD)
+    assert generated(client, *GOOD) == written_alone(tiny_state, *GOOD)
 
 
 def replaced(field: str, value) -> list:
@@ -90,8 +70,8 @@ def replaced(field: str, value) -> list:
 # --- odd text that is still text -----------------------------------------------------------------
 
 @pytest.mark.parametrize("text", ODD_TEXTS.values(), ids=ODD_TEXTS.keys())
-def test_odd_but_valid_text_is_continued_as_the_model_writes_it_alone(client, state, text):
-    assert generated(client, *replaced("prompt", text)) == lone_text(state, *replaced("prompt", text))
+def test_odd_but_valid_text_is_continued_as_the_model_writes_it_alone(client, tiny_state, text):
+    assert generated(client, *replaced("prompt", text)) == written_alone(tiny_state, *replaced("prompt", text))
 
 
 @pytest.mark.parametrize("text", ODD_TEXTS.values(), ids=ODD_TEXTS.keys())
@@ -105,23 +85,23 @@ def test_odd_but_valid_text_is_verified_and_comes_back_unchanged(client, text):
 LONG_PROMPT = ("The history of the printing press begins in Mainz. " * 1000)[:50_000]  # about 10,000 tokens
 
 
-def test_a_prompt_longer_than_the_context_is_continued_from_its_end(client, state):
-    assert generated(client, *replaced("prompt", LONG_PROMPT)) == lone_text(state, *replaced("prompt", LONG_PROMPT))
+def test_a_prompt_longer_than_the_context_is_continued_from_its_end(client, tiny_state):
+    assert generated(client, *replaced("prompt", LONG_PROMPT)) == written_alone(tiny_state, *replaced("prompt", LONG_PROMPT))
 
 
 @pytest.mark.parametrize("call", ["generate", "verify_report"])
-def test_a_prompt_longer_than_the_context_comes_with_a_notice(state, call):
-    api = DemoApi(state)  # outside a request, Gradio hands its notices to Python's warnings
+def test_a_prompt_longer_than_the_context_comes_with_a_notice(tiny_state, call):
+    api = DemoApi(tiny_state)  # outside a request, Gradio hands its notices to Python's warnings
     run = {"generate": lambda: list(api.generate(*replaced("prompt", LONG_PROMPT))),
            "verify_report": lambda: api.verify_report(LONG_PROMPT)}[call]
     with pytest.warns(UserWarning, match=r"The prompt is longer than the model's context: its first \d+ tokens"):
         run()
 
 
-def test_a_cropped_prompt_is_still_verified_on_the_tokens_that_fit(client, state):
+def test_a_cropped_prompt_is_still_verified_on_the_tokens_that_fit(client, tiny_state):
     report = client.predict(LONG_PROMPT, "skip_transpose_square", api_name="/verify_report")
     assert report["verified"] and report["broken"]["caught"]
-    assert len(report["prompt_tokens"]) == state.reference.config.n_positions - report["greedy_tokens"]
+    assert len(report["prompt_tokens"]) == tiny_state.reference.config.n_positions - report["greedy_tokens"]
 
 
 BAD_PROMPTS = [
@@ -138,21 +118,21 @@ BAD_PROMPTS = [
 @pytest.mark.parametrize("endpoint", ["/generate", "/verify_report"])
 @pytest.mark.parametrize("prompt, message", BAD_PROMPTS, ids=["empty", "whitespace", "too-long", "none", "number",
                                                               "list"])
-def test_a_prompt_that_cannot_be_used_is_refused_saying_why(client, state, endpoint, prompt, message):
+def test_a_prompt_that_cannot_be_used_is_refused_saying_why(client, tiny_state, endpoint, prompt, message):
     args = replaced("prompt", prompt) if endpoint == "/generate" else [prompt, "none"]
     assert message in refusal(client, *args, endpoint=endpoint)
-    still_serving(client, state)
+    still_serving(client, tiny_state)
 
 
 @pytest.mark.parametrize("endpoint, rest", [("generate", GOOD[1:]), ("verify_report", ["none"])])
-def test_half_a_character_is_refused_saying_where(url, client, state, endpoint, rest):
+def test_half_a_character_is_refused_saying_where(tiny_app_url, client, tiny_state, endpoint, rest):
     """A lone UTF-16 surrogate: JSON can carry one ("\\ud800"), Python's client cannot send one."""
     body = '{"data": ["before \\ud800 after", ' + ", ".join(json.dumps(value) for value in rest) + "]}"
-    event, error = raw_call(url, endpoint, body.encode())
+    event, error = raw_call(tiny_app_url, endpoint, body.encode())
     assert event == "error"
     assert error["error"].startswith("prompt holds half a character at position 7 (an unpaired UTF-16 surrogate, "
                                      "U+D800)")
-    still_serving(client, state)
+    still_serving(client, tiny_state)
 
 
 # --- numbers out of range, or not numbers --------------------------------------------------------
@@ -168,59 +148,59 @@ BAD_SETTINGS = [
 
 
 @pytest.mark.parametrize("field, value", BAD_SETTINGS, ids=[f"{field}={value!r}"[:40] for field, value in BAD_SETTINGS])
-def test_a_setting_out_of_range_or_of_the_wrong_type_is_named_with_its_range(client, state, field, value):
+def test_a_setting_out_of_range_or_of_the_wrong_type_is_named_with_its_range(client, tiny_state, field, value):
     assert refusal(client, *replaced(field, value)) == f"{RANGES[field]}, got {value!r}"
-    still_serving(client, state)
+    still_serving(client, tiny_state)
 
 
 @pytest.mark.parametrize("field, literal, shown", [
     ("temperature", "NaN", "nan"), ("temperature", "Infinity", "inf"), ("temperature", "-Infinity", "-inf"),
     ("top_p", "NaN", "nan"),
 ])
-def test_json_numbers_that_are_not_numbers_are_refused_too(url, client, state, field, literal, shown):
+def test_json_numbers_that_are_not_numbers_are_refused_too(tiny_app_url, client, tiny_state, field, literal, shown):
     """NaN and Infinity: Python's json reads them, and Python's client refuses to send them."""
     values = [json.dumps(value) for value in GOOD]
     values[FIELDS.index(field)] = literal
-    event, error = raw_call(url, "generate", ('{"data": [' + ", ".join(values) + "]}").encode())
+    event, error = raw_call(tiny_app_url, "generate", ('{"data": [' + ", ".join(values) + "]}").encode())
     assert (event, error["error"]) == ("error", f"{RANGES[field]}, got {shown}")
-    still_serving(client, state)
+    still_serving(client, tiny_state)
 
 
 @pytest.mark.parametrize("args", [GOOD[:1], GOOD[1:]], ids=["prompt-only", "settings-only"])
-def test_missing_arguments_get_gradios_bare_error_and_break_nothing(url, client, state, args):
+def test_missing_arguments_get_gradios_bare_error_and_break_nothing(tiny_app_url, client, tiny_state, args):
     """Gradio counts the arguments before the app sees any: its error has no message (a gap the app cannot fill)."""
-    event, error = raw_call(url, "generate", json.dumps({"data": list(args)}).encode())
+    event, error = raw_call(tiny_app_url, "generate", json.dumps({"data": list(args)}).encode())
     assert (event, error) == ("error", {"error": None})
-    still_serving(client, state)
+    still_serving(client, tiny_state)
 
 
-def test_top_k_0_keeps_every_token(client, state):
-    assert generated(client, *replaced("top_k", 0)) == lone_text(state, *replaced("top_k", 0))
+def test_top_k_0_keeps_every_token(client, tiny_state):
+    assert generated(client, *replaced("top_k", 0)) == written_alone(tiny_state, *replaced("top_k", 0))
 
 
 # --- /verify_report's bug ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("bug", ["no_such_bug", "", None, 5, ["none"]])
-def test_an_unknown_bug_is_refused_with_the_list_of_bugs(client, state, bug):
+def test_an_unknown_bug_is_refused_with_the_list_of_bugs(client, tiny_state, bug):
     assert refusal(client, PROMPT, bug, endpoint="/verify_report") == (
         f"bug must be none or one of {', '.join(BUGS)}, got {bug!r}")
-    still_serving(client, state)
+    still_serving(client, tiny_state)
 
 
 # --- what a request may carry --------------------------------------------------------------------
 
-def test_a_request_body_over_the_limit_is_refused_before_it_is_read(url, client, state):
+def test_a_request_body_over_the_limit_is_refused_before_it_is_read(tiny_app_url, client, tiny_state):
     body = json.dumps({"data": replaced("prompt", "x" * MAX_REQUEST_BYTES)}).encode()
-    event, answer = raw_call(url, "generate", body)
+    event, answer = raw_call(tiny_app_url, "generate", body)
     assert (event, json.loads(answer)) == ("http 413", {
         "detail": f"request body over the app's limit of {MAX_REQUEST_BYTES:,} bytes"})
-    still_serving(client, state)
+    still_serving(client, tiny_state)
 
 
 @pytest.mark.parametrize("where", ["/etc/passwd", "the source", "the source, relative", "the model's folder"])
-def test_no_route_serves_a_file_a_browser_names(url, tiny_dir, where):
+def test_no_route_serves_a_file_a_browser_names(tiny_app_url, tiny_dir, where):
     """The model is chosen at start-up; the endpoints take text and numbers; Gradio's file route refuses paths."""
     path = {"/etc/passwd": "/etc/passwd", "the source": REPO_ROOT / "model" / "weights.py",
             "the source, relative": "demo/app.py", "the model's folder": tiny_dir / "config.json"}[where]
-    answer = httpx.get(f"{url}gradio_api/file={path}", timeout=10)
+    answer = httpx.get(f"{tiny_app_url}gradio_api/file={path}", timeout=10)
     assert (answer.status_code, answer.json()) == (403, {"detail": f"File not allowed: {path}."})

@@ -9,8 +9,8 @@ from transformers.pytorch_utils import Conv1D
 from model.gpt import GPT, GPTConfig, KVCache
 from model.tokenizer import encode
 from model.verify import TOLERANCE, verify
-from model.weights import load_from_reference, load_reference
-from tests.checkpoints import HUB_SHAPES, TINY, build_checkpoint
+from model.weights import HUB_SHAPES, load_from_reference, load_reference
+from tests.checkpoints import TINY, build_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
