@@ -76,11 +76,11 @@ def load_reference(name_or_dir: str, device: str = "auto", allow_pickle: bool = 
                 f"(the weights are cached for later), or pass a folder saved with save_pretrained: "
                 f"--model ./gpt2-local")
     try:
-        config = GPT2Config.from_pretrained(source)
+        config, _ = GPT2Config.get_config_dict(source)  # the plain dict: its model_type is the checkpoint's own
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"cannot read a GPT-2 config from {name_or_dir!r}: {_first_line(error)}") from None
-    if config.model_type != "gpt2":
-        raise ModelLoadError(f"{name_or_dir!r} is a {config.model_type!r} checkpoint, not GPT-2")
+    if config.get("model_type") != "gpt2":
+        raise ModelLoadError(f"{name_or_dir!r} is a {config.get('model_type')!r} checkpoint, not GPT-2")
     try:
         # device_map hands placement to accelerate: tensors go straight to the device, no CPU copy first.
         reference = GPT2LMHeadModel.from_pretrained(
