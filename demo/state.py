@@ -16,7 +16,7 @@ class DemoState:
     model_name: str
     reference: GPT2LMHeadModel
     verifier: GPT  # float32, sharing the reference's memory: the model verification checks
-    student: GPT  # the model that writes, in `dtype` (the verifier itself when float32)
+    student: GPT  # the model that writes, in `dtype`, laid out for speed (model.weights.load_student)
     dtype: str
     startup_report: dict  # verify() on the lesson's first prompt, as JSON
     fallback_reason: str | None = None  # why the real weights could not be had, if they could not
@@ -43,6 +43,6 @@ def load_state(name_or_dir: str = "gpt2", device: str = "auto", dtype: str = "fl
             raise
         reference, fallback_reason = random_reference(name_or_dir, device), str(error)
     verifier = load_from_reference(reference)
-    student = verifier if dtype == "float32" else load_student(reference, dtype)
+    student = load_student(reference, dtype)
     report = on_gpu(verify)(reference, DEFAULT_PROMPT, student=verifier).to_dict()
     return DemoState(name_or_dir, reference, verifier, student, dtype, report, fallback_reason)
