@@ -1,5 +1,7 @@
 """Split-K: one token's matrix-vector products spread over the cores give nn.Linear's numbers, from the
 very same weights, and the writing model built on them writes what transformers writes."""
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
@@ -9,6 +11,7 @@ from model.matvec import SplitKLinear, use_split_k
 from model.sampling import SamplingSettings
 from model.tokenizer import encode
 from model.weights import load_student
+from tests.test_generate import reference_greedy
 
 GREEDY = SamplingSettings(max_new_tokens=48, temperature=0, top_k=None, stop_at_eot=False)
 PROMPT = encode("The meaning of life is")
@@ -84,22 +87,14 @@ def test_a_weight_stored_out_in_is_refused_with_the_reason():
 
 # --- the writing model ---------------------------------------------------------------------------
 
-def reference_greedy(reference, ids, n):
-    idx = torch.tensor([ids])
-    out = reference.generate(idx, attention_mask=torch.ones_like(idx), do_sample=False, max_new_tokens=n,
-                             min_new_tokens=n, eos_token_id=None, pad_token_id=0)
-    return out[0, len(ids):].tolist()
-
-
 @pytest.mark.usefixtures("two_torch_threads")
 @pytest.mark.parametrize("name", ["tiny", "trained", "gpt2"])
 def test_the_writing_model_writes_token_for_token_what_reference_generate_writes(request, name):
     reference = request.getfixturevalue(f"{name}_reference")
     writer = load_student(reference)
     assert isinstance(writer.transformer.h[0].mlp.c_fc, SplitKLinear) and isinstance(writer.lm_head, SplitKLinear)
-    n = min(GREEDY.max_new_tokens, reference.config.n_positions - len(PROMPT))
-    settings = SamplingSettings(max_new_tokens=n, temperature=0, top_k=None, stop_at_eot=False)
-    assert writer.generate(PROMPT, settings) == reference_greedy(reference, PROMPT, n)
+    n = min(GREEDY.max_new_tokens, reference.config.n_positions - len(PROMPT))  # within the tiny ones' context
+    assert writer.generate(PROMPT, replace(GREEDY, max_new_tokens=n)) == reference_greedy(reference, PROMPT, n)
 
 
 @pytest.mark.usefixtures("two_torch_threads")
