@@ -299,13 +299,17 @@ def load_student(reference: GPT2LMHeadModel, dtype: str = "float32") -> GPT:
     float32 shares the reference's memory. On the CPU it computes each new token's matrix-vector
     products split-K (model/matvec.py), for which it keeps one copy of the tied embedding the other
     way round. bfloat16 and float16 are a copy, which halves the bytes read per token. Verification
-    always uses float32.
+    always uses float32. On CUDA it turns cuDNN's attention off for the process (see below).
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     device = reference.device
     if DTYPES[dtype] == torch.float16 and device.type == "cpu":
         raise ValueError("float16 is for GPUs; on the CPU use --dtype bfloat16")
+    if device.type == "cuda":
+        # Process-wide: in half precision SDPA would pick cuDNN's attention, which builds a plan for each
+        # new sequence length (40-95 ms each on an H100), and writing reaches a new length every token.
+        torch.backends.cuda.enable_cudnn_sdp(False)
     student = load_from_reference(reference)
     if dtype != "float32":
         # Each matrix in nn.Linear's own (out, in) layout, not GPT-2's (in, out): oneDNN's bfloat16
