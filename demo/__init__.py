@@ -2,3 +2,6 @@
 
 `demo/` only shows what `model/` computes; `model/` never imports it.
 """
+# On a ZeroGPU Space the `spaces` package must be imported before torch: importing any module of demo/
+# runs this line first.
+from demo import gpu  # noqa: F401

@@ -2,13 +2,20 @@
 
     python -m demo                                  # gpt2, on the best device, at http://127.0.0.1:7860
     python -m demo --model ./gpt2-local --device cpu --dtype bfloat16
+    python demo/__main__.py                         # the same, the way a Hugging Face Space runs its app_file
 """
 import argparse
 import sys
+from pathlib import Path
 
-from demo.app import build_app, launch
-from demo.state import load_state
-from model.weights import DTYPES, ModelLoadError
+if __package__ in (None, ""):  # run as a script (a Space's app_file): make the repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from demo.app import build_app  # noqa: E402 - after the path is set
+from demo.server import launch  # noqa: E402
+from demo.state import load_state  # noqa: E402
+from model.cli import add_model_arguments, exit_status  # noqa: E402
+from model.fast import DTYPES  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -16,26 +23,24 @@ def parse_args(argv=None):
         prog="python -m demo",
         description="The classroom app: our GPT with OpenAI's GPT-2 weights, a Generate and a Verify tab.",
         epilog="GRADIO_SERVER_NAME and GRADIO_SERVER_PORT are honoured when --host and --port are not given.")
-    parser.add_argument("--model", default="gpt2", help="hub id (gpt2, gpt2-medium, ...) or a save_pretrained folder")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
-                        help="auto picks cuda, then mps, then cpu")
+    add_model_arguments(parser)
     parser.add_argument("--dtype", default="float32", choices=list(DTYPES),
                         help="for generation; verification always runs in float32")
     parser.add_argument("--host", help="address to bind (default 127.0.0.1; 0.0.0.0 serves the network)")
     parser.add_argument("--port", type=int, help="port to listen on (default 7860, or the next free one)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
-    parser.add_argument("--allow-pickle", action="store_true", help="also accept a pytorch_model.bin checkpoint")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    return exit_status(lambda: serve(args))
+
+
+def serve(args) -> int:
+    """Load and verify the model the arguments name, then serve the app until it is stopped."""
     print(f"loading {args.model} and verifying it ...", file=sys.stderr)
-    try:
-        state = load_state(args.model, args.device, args.dtype, args.allow_pickle)
-    except (ModelLoadError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    state = load_state(args.model, args.device, args.dtype, args.allow_pickle)
     if state.fallback_reason:
         print(f"warning: {state.fallback_reason}\nwarning: running on random weights of {args.model}'s shape: "
               f"verification works, the text is gibberish", file=sys.stderr)

@@ -1,7 +1,7 @@
 """ZeroGPU: on a Hugging Face Space with ZeroGPU hardware, work holds a GPU only while it runs.
 
 The `spaces` package exists only on such Spaces, and must be imported before torch starts CUDA, so
-every module of demo/ that runs the model imports this one before torch.
+demo/__init__.py imports this module before any other module of demo/ can import torch.
 """
 try:
     import spaces

@@ -1,14 +1,13 @@
 """The one model every user of the app shares: loaded once, verified once, then only read."""
 from dataclasses import dataclass
 
-from demo.gpu import on_gpu  # first: on a ZeroGPU Space it must come before torch
-
 from transformers import GPT2LMHeadModel
 
+from demo.gpu import on_gpu
+from model.fast import load_student
 from model.gpt import GPT
+from model.reference import HUB_SHAPES, ModelLoadError, load_reference, random_reference
 from model.verify import DEFAULT_PROMPT, verify
-from model.weights import (HUB_SHAPES, ModelLoadError, load_from_reference, load_reference, load_student,
-                           random_reference)
 
 
 @dataclass(frozen=True)
@@ -16,7 +15,7 @@ class DemoState:
     model_name: str
     reference: GPT2LMHeadModel
     verifier: GPT  # float32, sharing the reference's memory: the model verification checks
-    student: GPT  # the model that writes, in `dtype`, laid out for speed (model.weights.load_student)
+    student: GPT  # the model that writes, in `dtype`, laid out for speed (model.fast.load_student)
     dtype: str
     startup_report: dict  # verify() on the lesson's first prompt, as JSON
     fallback_reason: str | None = None  # why the real weights could not be had, if they could not
@@ -42,7 +41,7 @@ def load_state(name_or_dir: str = "gpt2", device: str = "auto", dtype: str = "fl
         if name_or_dir.removeprefix("openai-community/") not in HUB_SHAPES:
             raise
         reference, fallback_reason = random_reference(name_or_dir, device), str(error)
-    verifier = load_from_reference(reference)
+    verifier = GPT.from_hf(reference)
     student = load_student(reference, dtype)
     report = on_gpu(verify)(reference, DEFAULT_PROMPT, student=verifier).to_dict()
     return DemoState(name_or_dir, reference, verifier, student, dtype, report, fallback_reason)

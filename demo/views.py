@@ -10,8 +10,14 @@ from html import escape
 
 import pandas as pd
 
-from model.weights import BUGS
+from model.bugs import BUGS
 
+LESSON_PROMPTS = [
+    "The meaning of life is",
+    "The capital of France is",
+    "Once upon a time in a land far away",
+    "The transformer architecture consists of",
+]
 # The mapping table's colours, one per way a tensor is loaded (a bug's rows are red).
 OP_COLOURS = {"copy": "#dbeafe", "transpose": "#fde68a", "tied": "#bbf7d0", "bug": "#fecaca"}
 OP_MEANINGS = {

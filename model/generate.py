@@ -9,7 +9,10 @@ from dataclasses import dataclass
 
 import torch
 
+from model.cli import add_model_arguments, exit_status
+from model.fast import DTYPES, load_student
 from model.gpt import GPT
+from model.reference import load_reference
 from model.sampling import SamplingSettings
 from model.tokenizer import EOT_TOKEN, TextStream, encode
 
@@ -56,32 +59,29 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m model.generate",
                                      description="Stream a continuation written by the course's GPT "
                                                  "with GPT-2 weights.")
-    parser.add_argument("--model", default="gpt2", help="hub id (gpt2, gpt2-medium, ...) or a save_pretrained folder")
+    add_model_arguments(parser)
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--max-new-tokens", type=int, default=100)
     parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
     parser.add_argument("--top-k", type=int, default=50, help="0 = keep every token")
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--allow-pickle", action="store_true", help="also accept a pytorch_model.bin checkpoint")
+    parser.add_argument("--dtype", default="float32", choices=list(DTYPES))
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
-    from model.weights import ModelLoadError, load_reference, load_student
-
     args = parse_args(argv)
+    return exit_status(lambda: write(args))
+
+
+def write(args) -> int:
+    """Load the model the arguments name and stream its continuation to stdout."""
     settings = SamplingSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                 top_k=args.top_k or None, top_p=args.top_p, seed=args.seed)
-    try:
-        reference = load_reference(args.model, args.device, args.allow_pickle)
-        settings.validated(vocab_size=reference.config.vocab_size, max_new_tokens_limit=MAX_NEW_TOKENS)
-        model = load_student(reference, dtype=args.dtype)
-    except (ModelLoadError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    reference = load_reference(args.model, args.device, args.allow_pickle)
+    settings.validated(vocab_size=reference.config.vocab_size, max_new_tokens_limit=MAX_NEW_TOKENS)
+    model = load_student(reference, dtype=args.dtype)
     prompt = prepare_prompt(model, args.prompt, settings.max_new_tokens)
     if prompt.notice:
         print(f"note: {prompt.notice}", file=sys.stderr)

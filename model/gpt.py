@@ -1,7 +1,7 @@
 """The course's GPT, written from scratch: the same function as OpenAI's GPT-2.
 
 Parameter names match the Hugging Face checkpoint (`transformer.h.0.attn.c_attn.weight`, ...), so
-the mapping in `weights.py` is a table of names. Every projection is an `nn.Linear`, whose weight
+the mapping in `mapping.py` is a table of names. Every projection is an `nn.Linear`, whose weight
 is stored (out, in); GPT-2's checkpoint stores them (in, out), which is why loading transposes.
 """
 from collections.abc import Iterator
@@ -46,26 +46,52 @@ class GPTConfig:
 
 
 class KVCache:
-    """The keys and values of every position read so far, for every layer.
+    """The keys and values of every position one sequence has read so far, for every layer.
 
     Without it each new token would re-run the whole context through the model. The buffers are
-    allocated once for the full context, so a new token writes one slot instead of copying the past.
+    allocated once, for `length` positions (the whole context by default), so a new token writes one
+    slot instead of copying the past.
     """
 
-    def __init__(self, config: GPTConfig, batch_size: int, device, dtype):
-        head_size = config.n_embd // config.n_head
-        shape = (config.n_layer, batch_size, config.n_head, config.n_positions, head_size)
-        # empty, not zeros: a slot is always written before it is read (zeroing gpt2's 75 MB takes ~17 ms)
+    def __init__(self, config: GPTConfig, device, dtype, length: int | None = None):
+        self.capacity = min(length or config.n_positions, config.n_positions)
+        self.last_layer = config.n_layer - 1
+        # (n_layer, batch of 1, n_head, positions, head_size): a layer's slice is what attention reads.
+        shape = (config.n_layer, 1, config.n_head, self.capacity, config.n_embd // config.n_head)
+        # empty, not zeros: a slot is always written before it is read
         self.keys = torch.empty(shape, device=device, dtype=dtype)
         self.values = torch.empty(shape, device=device, dtype=dtype)
-        self.length = 0  # positions already stored; advanced by GPT.forward after all layers ran
+        self.length = 0  # positions stored by every layer
 
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
-        """Store this step's keys and values for `layer`; return all of them so far."""
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store this step's keys and values (1, n_head, T, head_size) for `layer`; return all so far."""
         end = self.length + k.size(2)
+        if end > self.capacity:
+            raise ValueError(f"{end} positions do not fit this cache of {self.capacity}")
         self.keys[layer, :, :, self.length:end] = k
         self.values[layer, :, :, self.length:end] = v
-        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+        keys, values = self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+        if layer == self.last_layer:  # every layer has stored these positions: the next step starts after them
+            self.length = end
+        return keys, values
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q kᵀ / √head_size + mask) v, each head on its own.
+
+    q: (B, n_head, T, head_size), the T newest positions; k, v: (B, n_head, past + T, head_size), every
+    position so far. The causal mask is -inf where a key comes after the query: position i may look
+    at positions 0 .. i only. PyTorch's fused kernel computes exactly this, without storing the
+    (T, past + T) matrix of scores.
+    """
+    T, past = q.size(2), k.size(2) - q.size(2)
+    if past == 0:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    if T == 1:
+        return F.scaled_dot_product_attention(q, k, v)  # one new token may look at every past one
+    # New token i sits at position past + i and may look at positions 0 .. past + i.
+    allowed = torch.ones(T, past + T, dtype=torch.bool, device=q.device).tril(diagonal=past)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
 
 
 class CausalSelfAttention(nn.Module):
@@ -77,22 +103,17 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)  # query, key, value in one matmul
         self.c_proj = nn.Linear(config.n_embd, config.n_embd)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, caches: list[KVCache] | None = None) -> torch.Tensor:
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(C, dim=2)
         # (B, T, C) -> (B, n_head, T, head_size): each head attends on its own slice of C.
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        past = cache.length if cache is not None else 0
-        if cache is not None:
-            k, v = cache.update(self.layer, k, v)
-        if past == 0:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        elif T == 1:
-            y = F.scaled_dot_product_attention(q, k, v)  # one new token may look at every past one
+        if caches is None:
+            y = causal_attention(q, k, v)
         else:
-            # New token i sits at position past + i and may look at positions 0 .. past + i.
-            allowed = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+            # Row by row: each row attends over its own past, however long, and never over another row's.
+            y = torch.cat([causal_attention(q[i:i + 1], *cache.update(self.layer, k[i:i + 1], v[i:i + 1]))
+                           for i, cache in enumerate(caches)])
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
         return self.c_proj(y)
 
@@ -118,9 +139,9 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, caches: list[KVCache] | None = None) -> torch.Tensor:
         # Pre-LayerNorm: normalise the input of each sub-layer, add its output to the residual stream.
-        x = x + self.attn(self.ln_1(x), cache)
+        x = x + self.attn(self.ln_1(x), caches)
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -142,50 +163,52 @@ class GPT(nn.Module):
 
     @classmethod
     def from_hf(cls, reference, bug: str | None = None) -> "GPT":
-        """Our GPT carrying the weights of a transformers `GPT2LMHeadModel` (see weights.py)."""
-        from model.weights import load_from_reference
-        return load_from_reference(reference, bug)
+        """Our GPT carrying the weights of a transformers `GPT2LMHeadModel`, loaded by walking the
+        mapping table (model/mapping.py); `bug` loads it wrongly on purpose (model/bugs.py)."""
+        from model.bugs import broken_config
+        from model.mapping import load_weights
+
+        config = broken_config(GPTConfig.from_hf(reference.config), bug)
+        with torch.device("meta"):  # shapes only: the values come from the reference
+            student = cls(config)
+        return load_weights(student, reference, bug).eval()
 
     def num_parameters(self) -> int:
         """Counted once per tensor, so the tied lm_head/wte matrix counts once, as in transformers."""
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, idx: torch.Tensor, cache: KVCache | None = None, last_only: bool = False,
+    def forward(self, idx: torch.Tensor, caches: list[KVCache] | None = None, last_only: bool = False,
                 hidden_states: list | None = None) -> torch.Tensor:
         """Logits (B, T, vocab) for token ids (B, T).
 
-        cache: read and extend a KVCache instead of starting from position 0.
+        caches: one KVCache per row, read and extended: each row goes on from its own position.
         last_only: compute logits for the last position alone (all that sampling reads).
         hidden_states: if a list is given, the residual stream is appended to it after the
             embeddings and after every block (what verification compares layer by layer).
         """
         B, T = idx.size()
-        past = cache.length if cache is not None else 0
-        if past + T > self.config.n_positions:
-            raise ValueError(f"{past + T} positions do not fit the context of {self.config.n_positions}")
-        pos = torch.arange(past, past + T, dtype=torch.long, device=idx.device)
+        pasts = [cache.length for cache in caches] if caches is not None else [0]
+        if max(pasts) + T > self.config.n_positions:
+            raise ValueError(f"{max(pasts) + T} positions do not fit the context of {self.config.n_positions}")
+        pos = torch.stack([torch.arange(past, past + T, device=idx.device) for past in pasts])  # (B or 1, T)
         x = self.transformer.wte(idx) + self.transformer.wpe(pos)
         if hidden_states is not None:
             hidden_states.append(x)
         for block in self.transformer.h:
-            x = block(x, cache)
+            x = block(x, caches)
             if hidden_states is not None:
                 hidden_states.append(x)
-        if cache is not None:
-            cache.length += T
         if last_only:
             x = x[:, -1:, :]
         return self.lm_head(self.transformer.ln_f(x))
 
-    def context_window(self, ids: list[int], max_new_tokens: int) -> list[int]:
-        """The tail of a prompt that fits the context, leaving room to write.
+    def context_window(self, ids: list[int], room: int) -> list[int]:
+        """The tail of `ids` that leaves `room` positions to write in (at most half the context).
 
-        A prompt that fits is kept whole. A longer one keeps its last tokens, with room for
-        max_new_tokens (at most half the context) after them.
+        The one rule for every crop: a prompt too long to continue, a generation that has filled the
+        context, and the prompt verification compares.
         """
-        if len(ids) <= self.config.n_positions - 1:
-            return ids
-        room = min(max_new_tokens, self.config.n_positions // 2)
+        room = min(room, self.config.n_positions // 2)
         return ids[-(self.config.n_positions - room):]
 
     @torch.inference_mode()
@@ -201,15 +224,15 @@ class GPT(nn.Module):
         generator = torch.Generator().manual_seed(settings.seed)
         context = self.context_window(list(ids), settings.max_new_tokens)
         start, cache = 0, None  # the model reads the window context[start:]
-        for _ in range(settings.max_new_tokens):
+        for written in range(settings.max_new_tokens):
             if len(context) - start > self.config.n_positions:
-                # The window is full: keep its last half, and read that afresh.
-                start, cache = len(context) - self.config.n_positions // 2, None
+                # The context is full: keep its tail, with room for what is left to write, and read that afresh.
+                start, cache = len(context) - len(self.context_window(context, settings.max_new_tokens - written)), None
             if use_cache and cache is None:
-                cache = KVCache(self.config, 1, device, self.transformer.wte.weight.dtype)
+                cache = KVCache(self.config, device, self.transformer.wte.weight.dtype)
             # With the cache, only the tokens it has not seen yet; without, the whole window again.
             pending = context[start + cache.length:] if use_cache else context[start:]
-            logits = self(torch.tensor([pending], device=device), cache, last_only=True)
+            logits = self(torch.tensor([pending], device=device), [cache] if use_cache else None, last_only=True)
             token = sample_next_token(logits[0, -1], settings, generator)
             if settings.stop_at_eot and token == EOT_TOKEN:
                 return

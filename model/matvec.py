@@ -2,8 +2,8 @@
 
 Writing one token multiplies one vector by every weight matrix once: for gpt2 in float32 that reads
 495 MB per token, so the speed of memory sets the speed of writing. For a product with a single row,
-x @ W, the BLAS behind nn.Linear (MKL, on the 2-core AMD EPYC the project is measured on) streams W at
-about one core's share of the memory bandwidth, whether it is given one thread or two.
+x @ W, the BLAS behind nn.Linear (MKL, on the CPUs the project was measured on) streams W at about
+one core's share of the memory bandwidth, whether it is given one thread or two.
 
 Split-K cuts the dimension the product sums over (K, the input features) into one part per thread.
 Each part of x meets its own rows of W, stored one after the other in memory; `torch.bmm` runs the

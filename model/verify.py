@@ -1,25 +1,27 @@
 """The proof: our GPT and transformers' GPT-2 compute the same function.
 
-A chain of evidence, each link on its own line of the report: the parameters line up (counts,
-names, shapes, tying), the logits match within a stated tolerance, every layer's residual stream
-matches, and the greedy tokens they write are the same. For a deliberate bug, the same checks
-show where the broken load goes wrong, or the mapping's refusal to load it.
+`verify` runs both models on the same prompt and fills a report (model/report.py): the parameters
+line up (counts, names, shapes, tying), the logits match within a stated tolerance, every layer's
+residual stream matches, and the greedy tokens they write are the same. For a deliberate bug, the
+same checks show where the broken load goes wrong, or the mapping's refusal to load it.
 
     python -m model.verify --model gpt2 --bug skip_transpose_square
 """
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass, field
 
 import torch
 
-from model.gpt import GPT
+from model.bugs import BUGS, check_bug
+from model.cli import add_model_arguments, exit_status
 from model.generate import complete
+from model.gpt import GPT
+from model.mapping import MappingRow, WeightMismatchError, build_mapping, mapping_for
+from model.reference import load_reference
+from model.report import BrokenReport, VerificationReport, format_report
 from model.sampling import SamplingSettings
 from model.tokenizer import decode, encode
-from model.weights import (BUGS, MappingRow, WeightMismatchError, build_mapping, check_bug, load_from_reference,
-                           mapping_for)
 
 DEFAULT_PROMPT = "The meaning of life is"
 # Float32 sums of hundreds of products, done in another order by another kernel, differ in the last
@@ -29,99 +31,6 @@ LESSON_ATOL = 1e-5  # the lesson's torch.allclose(..., atol=1e-5): reported, not
 TOP_K = 5
 GREEDY_TOKENS = 16
 TEXT_SETTINGS = SamplingSettings(max_new_tokens=24, temperature=0.8, top_k=50, seed=0, stop_at_eot=False)
-
-
-@dataclass
-class BrokenReport:
-    """What a deliberate bug does to the load, next to the correct one."""
-    bug: str
-    summary: str
-    explanation: str
-    silent: bool
-    refused: bool  # the mapping refused to load it
-    refusal: str | None = None
-    refused_keys: list[str] = field(default_factory=list)
-    changed_rows: list[dict] = field(default_factory=list)  # mapping rows the bug changes
-    max_abs_logit_diff: float | None = None
-    allclose: bool | None = None
-    layer_max_abs_diff: list[float] = field(default_factory=list)
-    first_divergent_layer: int | None = None  # index into layer_names
-    text_correct: str | None = None
-    text_broken: str | None = None
-
-    @property
-    def caught(self) -> bool:
-        """Verification noticed: the load was refused, or its logits do not match."""
-        return self.refused or self.allclose is False
-
-
-@dataclass
-class VerificationReport:
-    prompt: str
-    prompt_tokens: list[int]
-    device: str
-    dtype: str
-    # the parameters
-    param_count_ours: int
-    param_count_reference: int
-    key_count_ours: int
-    key_count_reference: int
-    tied: bool  # lm_head.weight is transformer.wte.weight: one tensor
-    # what a naive load_state_dict(reference.state_dict()) would say
-    missing_keys: list[str]
-    unexpected_keys: list[str]
-    shape_mismatches: list[dict]
-    silently_accepted: list[str]  # Conv1D weights that fit un-transposed: square, so wrong and unnoticed
-    mapping: list[dict]
-    # the function
-    max_abs_logit_diff: float
-    mean_abs_logit_diff: float
-    tolerance: dict
-    allclose: bool
-    lesson_atol: float
-    lesson_atol_holds: bool
-    layer_names: list[str]
-    layer_max_abs_diff: list[float]
-    layers_allclose: bool  # every layer's residual stream within the tolerance
-    top_k: list[dict]
-    greedy_tokens: int
-    greedy_tokens_agree: int
-    greedy_text: str
-    broken: BrokenReport | None = None
-
-    @property
-    def checks(self) -> list[tuple[str, bool, str]]:
-        """(check, passed, detail), one line each, in the order of the chain of evidence."""
-        lines = [
-            ("parameter count", self.param_count_ours == self.param_count_reference,
-             f"ours {self.param_count_ours:,}, reference {self.param_count_reference:,}"),
-            ("lm_head tied to wte", self.tied, "one tensor, two names" if self.tied else "two tensors"),
-            ("logits allclose", self.allclose,
-             f"max abs diff {self.max_abs_logit_diff:.2e} (atol {self.tolerance['atol']:g}, rtol {self.tolerance['rtol']:g})"),
-            ("every layer allclose", self.layers_allclose,
-             f"largest residual-stream diff {max(self.layer_max_abs_diff):.2e}"),
-            ("greedy tokens agree", self.greedy_tokens_agree == self.greedy_tokens,
-             f"{self.greedy_tokens_agree} of {self.greedy_tokens}"),
-        ]
-        if self.broken is not None:
-            b = self.broken
-            detail = (f"refused: {len(b.refused_keys)} tensor(s) do not fit" if b.refused
-                      else f"max abs logit diff {b.max_abs_logit_diff:.2e}")
-            lines.append((f"bug {b.bug} caught", b.caught, detail))
-        return lines
-
-    @property
-    def verified(self) -> bool:
-        """Every claim holds: the correct load matches, and a bug (if any) was caught."""
-        return all(passed for _, passed, _ in self.checks)
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["verified"] = self.verified
-        data["checks"] = [{"check": name, "ok": ok, "detail": detail} for name, ok, detail in self.checks]
-        if self.broken is not None:
-            data["broken"]["caught"] = self.broken.caught
-        return data
 
 
 # --- the checks ----------------------------------------------------------------------------------
@@ -175,13 +84,17 @@ def _top_k(ours_logits, reference_logits) -> list[dict]:
 
 
 @torch.inference_mode()
+def reference_greedy(reference, ids: list[int], n: int) -> list[int]:
+    """The n tokens transformers' own `generate` writes greedily after `ids`, never stopping early."""
+    idx = torch.tensor([ids], device=reference.device)
+    return reference.generate(idx, attention_mask=torch.ones_like(idx), do_sample=False, max_new_tokens=n,
+                              eos_token_id=None, pad_token_id=0)[0, len(ids):].tolist()
+
+
 def _greedy_agreement(model: GPT, reference, ids: list[int], n: int) -> tuple[int, list[int]]:
     """How many of n greedy tokens agree, counted up to the first disagreement."""
     greedy = SamplingSettings(max_new_tokens=n, temperature=0, top_k=None, stop_at_eot=False)
-    ours = model.generate(ids, greedy)
-    idx = torch.tensor([ids], device=reference.device)
-    theirs = reference.generate(idx, attention_mask=torch.ones_like(idx), do_sample=False, max_new_tokens=n,
-                                eos_token_id=None, pad_token_id=0)[0, len(ids):].tolist()
+    ours, theirs = model.generate(ids, greedy), reference_greedy(reference, ids, n)
     agree = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
     return agree, ours
 
@@ -193,15 +106,14 @@ def verify(reference, prompt: str = DEFAULT_PROMPT, bug: str | None = None, stud
     student: an already loaded correct model to reuse (the app keeps one); built here if None.
     """
     check_bug(bug)
-    student = student if student is not None else load_from_reference(reference)
+    student = student if student is not None else GPT.from_hf(reference)
     ids = encode(prompt)
     if not ids:
         raise ValueError("prompt is empty: verification needs at least one token of text")
     n_positions = student.config.n_positions
-    if not 0 < greedy_tokens < n_positions:
-        raise ValueError(f"greedy_tokens must be from 1 to {n_positions - 1}, got {greedy_tokens}")
-    # The reference cannot write past its context: keep the prompt's end, with room for the greedy tokens.
-    ids = ids[-(n_positions - greedy_tokens):]
+    if not 0 < greedy_tokens <= n_positions // 2:
+        raise ValueError(f"greedy_tokens must be from 1 to {n_positions // 2}, got {greedy_tokens}")
+    ids = student.context_window(ids, greedy_tokens)  # the reference cannot write past its context
     idx = torch.tensor([ids], device=reference.device)
 
     mapping = build_mapping(student, reference)
@@ -236,7 +148,7 @@ def _verify_broken(reference, student, bug, prompt, idx, ref_logits, ref_hidden)
                           refused=False, text_correct=complete(student, prompt, TEXT_SETTINGS),
                           changed_rows=[row.to_dict() for row in mapping_for(student, reference, bug) if row.bug])
     try:
-        model = load_from_reference(reference, bug)
+        model = GPT.from_hf(reference, bug)
     except WeightMismatchError as refusal:
         broken.refused, broken.refusal, broken.refused_keys = True, str(refusal), refusal.keys
         return broken
@@ -251,59 +163,28 @@ def _verify_broken(reference, student, bug, prompt, idx, ref_logits, ref_hidden)
 
 # --- python -m model.verify ----------------------------------------------------------------------
 
-def format_report(report: VerificationReport) -> str:
-    """The report as a table a terminal can show: OK / NOT OK per check, then the details."""
-    lines = [f"prompt {report.prompt!r} ({len(report.prompt_tokens)} tokens) on {report.device}, {report.dtype}", ""]
-    lines += [f"{'OK' if ok else 'NOT OK':>6}  {name:<28} {detail}" for name, ok, detail in report.checks]
-    lines += ["", f"naive load_state_dict: {len(report.missing_keys)} missing, {len(report.unexpected_keys)} unexpected, "
-                  f"{len(report.shape_mismatches)} shape mismatches, {len(report.silently_accepted)} square weights "
-                  f"accepted un-transposed (silently wrong)"]
-    lines += [f"lesson's atol={report.lesson_atol:g}: {'holds' if report.lesson_atol_holds else 'does not hold'}",
-              "", "residual stream, max abs diff per layer:"]
-    lines += [f"  {name:<18} {diff:.2e}" for name, diff in zip(report.layer_names, report.layer_max_abs_diff)]
-    lines += ["", "next token      p(ours)   p(reference)"]
-    lines += [f"  {row['text']!r:<14} {row['p_ours']:.5f}   {row['p_reference']:.5f}" for row in report.top_k]
-    lines += ["", f"greedy: {report.prompt}{report.greedy_text}"]
-    if (b := report.broken) is not None:
-        lines += ["", f"bug {b.bug}: {b.summary}"]
-        if b.refused:
-            lines += [f"  {line}" for line in b.refusal.splitlines()]
-        else:
-            where = report.layer_names[b.first_divergent_layer] if b.first_divergent_layer is not None else "nowhere"
-            lines += [f"  max abs logit diff {b.max_abs_logit_diff:.2e}; first diverges at {where}",
-                      f"  correct: {report.prompt}{b.text_correct}", f"  broken:  {report.prompt}{b.text_broken}"]
-        lines += [f"  {b.explanation}"]
-    lines += ["", "VERIFIED" if report.verified else "NOT VERIFIED"]
-    return "\n".join(lines)
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m model.verify",
         description="Load GPT-2 weights into the course's GPT and prove it computes what transformers computes.",
         epilog="Exit status: 0 verified (and the bug, if any, caught); 1 not verified; 2 bad arguments or "
                "weights that cannot be loaded.")
-    parser.add_argument("--model", default="gpt2", help="hub id (gpt2, gpt2-medium, ...) or a save_pretrained folder")
+    add_model_arguments(parser)
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
     parser.add_argument("--bug", choices=list(BUGS), help="also load the weights wrongly on purpose, this way")
-    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--allow-pickle", action="store_true", help="also accept a pytorch_model.bin checkpoint")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
-    from model.weights import ModelLoadError, load_reference
-
     args = parse_args(argv)
-    try:
-        reference = load_reference(args.model, args.device, args.allow_pickle)
-        report = verify(reference, args.prompt, args.bug)
-    except (ModelLoadError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
-    return 0 if report.verified else 1
+
+    def run() -> int:
+        report = verify(load_reference(args.model, args.device, args.allow_pickle), args.prompt, args.bug)
+        print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+        return 0 if report.verified else 1
+
+    return exit_status(run)
 
 
 if __name__ == "__main__":

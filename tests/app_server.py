@@ -16,8 +16,8 @@ from pathlib import Path
 import gradio as gr
 import httpx
 
-import demo.app
-from demo.app import launch
+import demo.api
+from demo.server import launch
 from model.generate import complete, stream_text
 from model.sampling import SamplingSettings
 
@@ -59,7 +59,7 @@ def wait_until(condition: Callable[[], bool], seconds: float, what: str):
 # --- the model, watched from the server's side -----------------------------------------------------
 
 class WatchedModel:
-    """Stands in for demo.app.stream_text, and counts what the server's model does: the generations
+    """Stands in for demo.api.stream_text, and counts what the server's model does: the generations
     running now and the pieces of text written so far. `gate` (open unless a test closes it) holds every
     generation before its first piece; `seconds_per_piece` slows the tiny model to a watchable pace."""
 
@@ -94,7 +94,7 @@ class WatchedModel:
 @contextmanager
 def watched_model(monkeypatch, seconds_per_piece: float = 0.0) -> Iterator[WatchedModel]:
     watched = WatchedModel(seconds_per_piece)
-    monkeypatch.setattr(demo.app, "stream_text", watched.stream_text)
+    monkeypatch.setattr(demo.api, "stream_text", watched.stream_text)
     try:
         yield watched
     finally:

@@ -13,7 +13,8 @@ from transformers import BertConfig, GPT2Config, GPT2LMHeadModel
 from model.tokenizer import EOT_TOKEN, encode
 
 TINY = dict(n_layer=2, n_head=2, n_embd=32, n_positions=64)
-GPT2_SMALL = dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024)  # gpt2's shape, 124M parameters
+GPT2_SMALL = dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024)  # gpt2's shape
+GPT2_PARAMETERS = 124_439_808  # OpenAI's gpt2, as published
 # What the trained checkpoint learns by heart, and the prompts that start each recitation.
 MEMORISED = [
     "The capital of France is Paris, and the capital of Italy is Rome.",

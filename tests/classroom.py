@@ -19,7 +19,7 @@ from pathlib import Path
 
 from gradio_client import Client
 
-from model.weights import BUGS
+from model.bugs import BUGS
 
 PROMPT = "The capital of France is"
 POLL_SECONDS = 0.02  # how often a student looks for new text (gradio_client's own iterator spins at 1 ms)

@@ -8,8 +8,14 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the network
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-from model.weights import load_from_reference, load_reference  # noqa: E402
-from tests.checkpoints import GPT2_SMALL, TINY, build_checkpoint, build_trained_checkpoint  # noqa: E402
+from model.gpt import GPT  # noqa: E402
+from model.reference import load_reference  # noqa: E402
+from tests.checkpoints import (  # noqa: E402
+    GPT2_SMALL,
+    TINY,
+    build_checkpoint,
+    build_trained_checkpoint,
+)
 
 
 def pytest_configure(config):
@@ -65,17 +71,17 @@ def trained_reference(trained_dir):
 
 @pytest.fixture(scope="session")
 def tiny_student(tiny_reference):
-    return load_from_reference(tiny_reference)
+    return GPT.from_hf(tiny_reference)
 
 
 @pytest.fixture(scope="session")
 def gpt2_student(gpt2_reference):
-    return load_from_reference(gpt2_reference)
+    return GPT.from_hf(gpt2_reference)
 
 
 @pytest.fixture(scope="session")
 def trained_student(trained_reference):
-    return load_from_reference(trained_reference)
+    return GPT.from_hf(trained_reference)
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,9 @@ from demo.app import build_app
 from demo.gpu import GPU_SECONDS, on_gpu
 from demo.state import load_state
 from model import verify as verify_cli
-from model.weights import BUGS
+from model.bugs import BUGS
 from tests.app_server import REPO_ROOT, written_alone
+from tests.checkpoints import GPT2_PARAMETERS
 
 PROMPT = "The capital of France is"
 
@@ -118,9 +119,9 @@ def test_python_m_demo_says_why_it_cannot_start(tmp_path, capsys):
     assert "error: no folder at" in capsys.readouterr().err
 
 
-def test_app_py_runs_as_a_script_from_the_repo_root():
-    """A Space runs `python demo/app.py`: the repo root must be importable from there."""
-    result = subprocess.run([sys.executable, "demo/app.py", "--help"], cwd=REPO_ROOT, capture_output=True,
+def test_the_spaces_app_file_runs_as_a_script_from_the_repo_root():
+    """A Space runs `python demo/__main__.py` (README's app_file): the repo root must be importable from there."""
+    result = subprocess.run([sys.executable, "demo/__main__.py", "--help"], cwd=REPO_ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "usage: python -m demo" in result.stdout
@@ -148,7 +149,7 @@ def test_without_the_weights_the_app_starts_on_random_ones_and_says_so(monkeypat
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # whatever this machine has cached
     state = load_state("gpt2", device="cpu")
     assert "no network and no cached copy" in state.fallback_reason
-    assert state.startup_report["param_count_reference"] == 124_439_808  # gpt2's shape
+    assert state.startup_report["param_count_reference"] == GPT2_PARAMETERS  # gpt2's shape
     assert state.startup_report["verified"]  # the mapping and logit parity hold for any weights
     app = build_app(state)
     values = [c["props"].get("value") for c in app.config["components"]] + \

@@ -9,9 +9,9 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from demo.app import MAX_NEW_TOKENS, MAX_PROMPT_CHARS, MAX_REQUEST_BYTES, DemoApi
+from demo.api import MAX_NEW_TOKENS, MAX_PROMPT_CHARS, MAX_REQUEST_BYTES, DemoApi
+from model.bugs import BUGS
 from model.sampling import MAX_SEED
-from model.weights import BUGS
 from tests.app_server import REPO_ROOT, raw_call, written_alone
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -200,7 +200,7 @@ def test_a_request_body_over_the_limit_is_refused_before_it_is_read(tiny_app_url
 @pytest.mark.parametrize("where", ["/etc/passwd", "the source", "the source, relative", "the model's folder"])
 def test_no_route_serves_a_file_a_browser_names(tiny_app_url, tiny_dir, where):
     """The model is chosen at start-up; the endpoints take text and numbers; Gradio's file route refuses paths."""
-    path = {"/etc/passwd": "/etc/passwd", "the source": REPO_ROOT / "model" / "weights.py",
+    path = {"/etc/passwd": "/etc/passwd", "the source": REPO_ROOT / "model" / "mapping.py",
             "the source, relative": "demo/app.py", "the model's folder": tiny_dir / "config.json"}[where]
     answer = httpx.get(f"{tiny_app_url}gradio_api/file={path}", timeout=10)
     assert (answer.status_code, answer.json()) == (403, {"detail": f"File not allowed: {path}."})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import demo.app
+import demo.api
 from demo.app import build_app
 from demo.state import load_state
 from model.generate import complete, prepare_prompt, stream_text
@@ -79,7 +79,7 @@ def pieces_served(monkeypatch):
             time.sleep(SECONDS_PER_PIECE)
             yield piece
 
-    monkeypatch.setattr(demo.app, "stream_text", paced)
+    monkeypatch.setattr(demo.api, "stream_text", paced)
     return produced
 
 

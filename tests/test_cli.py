@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from model import generate, verify
-from model.weights import BUGS
+from model.bugs import BUGS
 from tests.checkpoints import MEMORISED, RECITATION_PROMPTS, TINY, build_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

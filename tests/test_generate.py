@@ -6,10 +6,13 @@ from dataclasses import replace
 import pytest
 import torch
 
+from model.bugs import BUGS
 from model.generate import complete, prepare_prompt, stream_text
+from model.gpt import GPT
+from model.reference import load_reference
 from model.sampling import SamplingSettings
 from model.tokenizer import EOT_TOKEN, encode
-from model.weights import BUGS, load_from_reference, load_reference
+from model.verify import reference_greedy
 from tests.checkpoints import MEMORISED, RECITATION_PROMPTS, build_trained_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -26,14 +29,7 @@ OWL_PROMPT, OWL = "Owls say", "Owls say hoo 🦉 to the moon at night."  # 🦉 
 def owl_student(tmp_path_factory):
     """A tiny GPT-2 that learned OWL by heart, so its continuation streams an emoji."""
     folder = build_trained_checkpoint(tmp_path_factory.mktemp("owl"), steps=40, sentences=[OWL])
-    return load_from_reference(load_reference(str(folder), "cpu"))
-
-
-def reference_greedy(reference, ids, n):
-    idx = torch.tensor([ids])
-    out = reference.generate(idx, attention_mask=torch.ones_like(idx), do_sample=False, max_new_tokens=n,
-                             eos_token_id=None, pad_token_id=EOT_TOKEN)
-    return out[0, len(ids):].tolist()
+    return GPT.from_hf(load_reference(str(folder), "cpu"))
 
 
 @pytest.mark.parametrize("name", ["tiny", "trained"])
@@ -156,6 +152,6 @@ def test_our_gpt_recites_what_the_reference_learned_by_heart(trained_student, pr
 
 @pytest.mark.parametrize("bug", [name for name, bug in BUGS.items() if bug.silent])
 def test_a_broken_load_recites_none_of_it(trained_reference, bug):
-    broken = load_from_reference(trained_reference, bug)
+    broken = GPT.from_hf(trained_reference, bug)
     recited = [prompt + complete(broken, prompt, RECITE) for prompt in RECITATION_PROMPTS]
     assert not set(recited) & set(MEMORISED)

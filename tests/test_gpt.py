@@ -7,9 +7,9 @@ from transformers.activations import ACT2FN
 from transformers.pytorch_utils import Conv1D
 
 from model.gpt import GPT, GPTConfig, KVCache
+from model.reference import HUB_SHAPES, load_reference
 from model.tokenizer import encode
 from model.verify import TOLERANCE, verify
-from model.weights import HUB_SHAPES, load_from_reference, load_reference
 from tests.checkpoints import TINY, build_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -27,7 +27,7 @@ def on_meta(build):
 @pytest.mark.parametrize("name", HUB_SHAPES)
 def test_every_hub_size_loads_with_the_references_parameter_count(name):
     reference = on_meta(lambda: GPT2LMHeadModel(GPT2Config(**HUB_SHAPES[name])))
-    student = load_from_reference(reference)  # the real mapping, shape checks and all
+    student = GPT.from_hf(reference)  # the real mapping, shape checks and all
     assert student.num_parameters() == sum(p.numel() for p in reference.parameters())
 
 
@@ -97,10 +97,10 @@ def test_any_gpt2_shaped_checkpoint_computes_the_references_function(tmp_path, s
 @pytest.mark.parametrize("chunk", [1, 3], ids=["token-by-token", "three-at-a-time"])
 def test_cached_logits_equal_full_recompute(trained_student, chunk):
     ids = torch.tensor([encode("Once upon a time in a land far away there lived a wise old owl.")])
-    cache = KVCache(trained_student.config, 1, "cpu", torch.float32)
+    cache = KVCache(trained_student.config, "cpu", torch.float32)
     with torch.inference_mode():
         full = trained_student(ids)
-        pieces = [trained_student(ids[:, i:i + chunk], cache) for i in range(0, ids.size(1), chunk)]
+        pieces = [trained_student(ids[:, i:i + chunk], [cache]) for i in range(0, ids.size(1), chunk)]
     assert torch.allclose(torch.cat(pieces, dim=1), full, **TOLERANCE)
 
 

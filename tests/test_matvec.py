@@ -7,11 +7,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from model.fast import load_student
 from model.matvec import SplitKLinear, use_split_k
 from model.sampling import SamplingSettings
 from model.tokenizer import encode
-from model.weights import load_student
-from tests.test_generate import reference_greedy
+from model.verify import reference_greedy
 
 GREEDY = SamplingSettings(max_new_tokens=48, temperature=0, top_k=None, stop_at_eot=False)
 PROMPT = encode("The meaning of life is")

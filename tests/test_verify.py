@@ -10,11 +10,20 @@ import pytest
 import torch
 from transformers.pytorch_utils import Conv1D
 
+from model.bugs import BUGS
 from model.generate import complete
 from model.gpt import GPT, GPTConfig
+from model.mapping import WeightMismatchError, build_mapping, mapping_for
 from model.tokenizer import decode, encode
-from model.verify import LESSON_ATOL, TEXT_SETTINGS, TOLERANCE, naive_load_outcome, verify
-from model.weights import BUGS, WeightMismatchError, build_mapping, load_from_reference, mapping_for
+from model.verify import (
+    LESSON_ATOL,
+    TEXT_SETTINGS,
+    TOLERANCE,
+    naive_load_outcome,
+    reference_greedy,
+    verify,
+)
+from tests.checkpoints import GPT2_PARAMETERS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -42,7 +51,6 @@ def both_logits(student, reference, prompt):
 
 def test_full_size_logits_match_within_the_stated_tolerance(gpt2_report, gpt2_student, gpt2_reference):
     ours, theirs = both_logits(gpt2_student, gpt2_reference, gpt2_report.prompt)
-    assert gpt2_report.tolerance == TOLERANCE
     assert gpt2_report.allclose and torch.allclose(ours, theirs, **TOLERANCE)
     assert gpt2_report.max_abs_logit_diff == pytest.approx((ours - theirs).abs().max().item(), abs=1e-6)
     assert gpt2_report.max_abs_logit_diff <= TOLERANCE["atol"]
@@ -55,15 +63,13 @@ def test_full_size_every_layers_residual_stream_matches(gpt2_report, gpt2_refere
 
 
 def test_full_size_greedy_tokens_and_text_agree(gpt2_report, gpt2_reference):
-    ids = torch.tensor([gpt2_report.prompt_tokens])
-    theirs = gpt2_reference.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                     max_new_tokens=gpt2_report.greedy_tokens, pad_token_id=0)
+    theirs = reference_greedy(gpt2_reference, gpt2_report.prompt_tokens, gpt2_report.greedy_tokens)
     assert gpt2_report.greedy_tokens_agree == gpt2_report.greedy_tokens
-    assert gpt2_report.greedy_text == decode(theirs[0, ids.size(1):].tolist())
+    assert gpt2_report.greedy_text == decode(theirs)
 
 
 def test_full_size_report_counts_parameters_keys_and_tying(gpt2_report, gpt2_reference):
-    assert gpt2_report.param_count_ours == gpt2_report.param_count_reference == 124_439_808
+    assert gpt2_report.param_count_ours == gpt2_report.param_count_reference == GPT2_PARAMETERS
     assert gpt2_report.key_count_ours == gpt2_report.key_count_reference == len(gpt2_reference.state_dict())
     assert gpt2_report.tied
 
@@ -84,14 +90,14 @@ def test_top_k_gives_both_models_probabilities_for_the_references_likeliest_toke
 
 @pytest.mark.parametrize("bug", SILENT)
 def test_full_size_silent_bugs_move_the_logits_far_outside_the_tolerance(gpt2_reference, gpt2_report, bug):
-    ours, theirs = both_logits(load_from_reference(gpt2_reference, bug), gpt2_reference, gpt2_report.prompt)
+    ours, theirs = both_logits(GPT.from_hf(gpt2_reference, bug), gpt2_reference, gpt2_report.prompt)
     assert (ours - theirs).abs().max().item() > 1000 * TOLERANCE["atol"]
 
 
 @pytest.mark.parametrize("bug", REFUSED)
 def test_full_size_refused_bugs_raise_the_mappings_message(gpt2_reference, bug):
     with pytest.raises(WeightMismatchError, match="refused to load: .* tensor\\(s\\) do not fit"):
-        load_from_reference(gpt2_reference, bug)
+        GPT.from_hf(gpt2_reference, bug)
 
 
 # --- what a naive load_state_dict would say --------------------------------------------------------
@@ -221,7 +227,7 @@ def test_raw_copy_reads_the_references_memory_in_the_wrong_shape(tiny_reference)
     weight = tiny_reference.transformer.h[0].attn.c_attn.weight  # Conv1D: (in, out) = (d, 3d)
     with pytest.raises(RuntimeError):
         torch.empty(weight.shape[::-1]).copy_(weight)  # why the bug needs raw memory: copy_ refuses
-    broken = load_from_reference(tiny_reference, "raw_copy_block0_c_attn").transformer.h[0].attn.c_attn.weight
+    broken = GPT.from_hf(tiny_reference, "raw_copy_block0_c_attn").transformer.h[0].attn.c_attn.weight
     assert broken.data_ptr() == weight.data_ptr()
     assert torch.equal(broken, weight.reshape(weight.shape[::-1])) and not torch.equal(broken, weight.t())
 
@@ -230,6 +236,6 @@ def test_raw_copy_reads_the_references_memory_in_the_wrong_shape(tiny_reference)
 def test_a_broken_model_shares_every_untouched_tensor_with_the_correct_one(tiny_reference, tiny_student, bug):
     changed = {row.ours for row in mapping_for(tiny_student, tiny_reference, bug) if row.bug}
     correct = tiny_student.state_dict()
-    for name, tensor in load_from_reference(tiny_reference, bug).state_dict().items():
+    for name, tensor in GPT.from_hf(tiny_reference, bug).state_dict().items():
         same = tensor.data_ptr() == correct[name].data_ptr() and tensor.stride() == correct[name].stride()
         assert same == (name not in changed), name

@@ -5,8 +5,8 @@ import math
 import pytest
 
 from demo import views
+from model.bugs import BUGS
 from model.verify import verify
-from model.weights import BUGS
 
 PROMPT = "The capital of France is"
 

@@ -4,22 +4,26 @@ import time
 import pytest
 import torch
 from huggingface_hub import constants
-from transformers import GPT2LMHeadModel
 from transformers.pytorch_utils import Conv1D
 
-from model.weights import (ModelLoadError, WeightMismatchError, build_mapping, load_from_reference, load_reference,
-                           resolve_device)
-from tests.checkpoints import missing, not_gpt2, pickle_only, truncated, without_config
+from model.gpt import GPT
+from model.mapping import WeightMismatchError, build_mapping
+from model.reference import ModelLoadError, load_reference, resolve_device
+from tests.checkpoints import (
+    GPT2_PARAMETERS,
+    missing,
+    not_gpt2,
+    pickle_only,
+    truncated,
+    without_config,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-GPT2_PARAMETERS = 124_439_808  # OpenAI's gpt2, as published
 
 
 # --- the reference -------------------------------------------------------------------------------
 
 def test_reference_is_a_float32_gpt2_in_eval_mode_on_the_device_asked_for(tiny_reference):
-    assert isinstance(tiny_reference, GPT2LMHeadModel)
     assert not tiny_reference.training
     assert {(p.dtype, p.device.type, p.requires_grad) for p in tiny_reference.parameters()} == {
         (torch.float32, "cpu", False)}
@@ -63,7 +67,7 @@ def test_hub_id_without_network_or_cache_fails_fast_with_what_to_do(monkeypatch,
     start = time.monotonic()
     with pytest.raises(ModelLoadError, match="no network and no cached copy") as refused:
         load_reference("gpt2", "cpu")
-    assert time.monotonic() - start < 5  # no half-minute of retries
+    assert time.monotonic() - start < 15  # not the hub's half-minute of retries
     assert "save_pretrained" in str(refused.value) and "\n" not in str(refused.value)
 
 
@@ -114,7 +118,7 @@ def test_full_size_lm_head_is_wte_after_loading(gpt2_student):
 def test_a_misfit_is_refused_before_anything_loads_naming_key_and_both_shapes(tiny_reference):
     n_embd = tiny_reference.config.n_embd
     with pytest.raises(WeightMismatchError) as refused:
-        load_from_reference(tiny_reference, "ffn_off_by_one")
+        GPT.from_hf(tiny_reference, "ffn_off_by_one")
     first = refused.value.mismatches[0]
     assert refused.value.keys[0] == "transformer.h.0.mlp.c_fc.weight"
     assert first.startswith("shape mismatch at transformer.h.0.mlp.c_fc.weight")

@@ -47,7 +47,8 @@ import sys
 
 from model.generate import complete
 from model.sampling import SamplingSettings
-from model.weights import load_reference, load_student
+from model.fast import load_student
+from model.reference import load_reference
 from tests.checkpoints import MEMORISED, RECITATION_PROMPTS
 
 reference = load_reference(sys.argv[1], "cuda")

@@ -37,14 +37,17 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import psutil  # noqa: E402
 import torch  # noqa: E402
+import transformers  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
-import transformers  # noqa: E402
 
+from model.bugs import BUGS  # noqa: E402
+from model.fast import load_student  # noqa: E402
+from model.gpt import GPT  # noqa: E402
 from model.matvec import SplitKLinear, use_split_k  # noqa: E402
+from model.reference import load_reference  # noqa: E402
 from model.sampling import SamplingSettings  # noqa: E402
 from model.tokenizer import encode  # noqa: E402
-from model.weights import BUGS, load_from_reference, load_reference, load_student  # noqa: E402
 
 TEXT = ("The history of the printing press begins in the fifteenth century, when a goldsmith in Mainz "
         "combined movable metal type, oil-based ink and a wooden press adapted from those used for wine. ")
@@ -315,7 +318,7 @@ def startup_probe(model_dir: str, device: str, dtype: str) -> dict:
     reference = load_reference(model_dir, device)
     out["load_reference_s"] = time.perf_counter() - start
     t = time.perf_counter()
-    verifier = load_from_reference(reference)
+    verifier = GPT.from_hf(reference)
     student = load_student(reference, dtype)
     out["map_s"] = time.perf_counter() - t
     t = time.perf_counter()

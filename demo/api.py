@@ -1,0 +1,117 @@
+"""What a request may ask for and what it gets: the app's two endpoints, their bounds, their errors.
+
+`/generate` streams a continuation and `/verify_report` returns the JSON of `python -m model.verify
+--json`; the page's tabs call the same methods. Every input is checked here, and a bad one comes back
+as an error on the page that names the field, never as a traceback in the server's log.
+"""
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import gradio as gr
+
+from demo.state import DemoState
+from model.bugs import BUGS
+from model.generate import Prompt, prepare_prompt, stream_text
+from model.sampling import SamplingSettings
+from model.tokenizer import encode
+from model.verify import DEFAULT_PROMPT, verify
+
+# Bounds on what one request may ask for, so no student can hold a slot, the queue or the memory for long.
+MAX_NEW_TOKENS = 512  # bounds the time one request holds a slot
+# A pasted article is welcome (GPT-2 reads the end that fits its context, and the page says so); a longer one is
+# refused, which bounds the time spent tokenizing, even for one 100,000-letter word.
+MAX_PROMPT_CHARS = 100_000
+# Every HTTP request body, read no further than this: the prompt at its limit, JSON-escaped (up to 12 bytes a
+# character), with the chat's history of hundreds of turns. Uploads too: the app accepts no files at all.
+MAX_REQUEST_BYTES = 8 * 2**20
+# In a str, a surrogate is always half of a character: JSON's "\ud83d" without its "\ude00" decodes to one.
+UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class DemoApi:
+    """The app's two endpoints; every request reads the same model and brings its own seed."""
+
+    def __init__(self, state: DemoState):
+        self.state = state
+
+    def generate(self, prompt: str, max_new_tokens: int = 64, temperature: float = 0.8, top_k: int = 50,
+                 top_p: float = 1.0, seed: int = 0) -> Iterator[str]:
+        """The student GPT's continuation of `prompt`, streamed: each message is the text so far.
+
+        top_k=0 keeps every token; temperature=0 is greedy. The same seed writes the same text.
+        """
+        prepared, settings = self.prepare(prompt, max_new_tokens, temperature, top_k, top_p, seed)
+        yield from self.continuation(prepared, settings)
+
+    def prepare(self, prompt, max_new_tokens, temperature, top_k, top_p, seed) -> tuple[Prompt, SamplingSettings]:
+        """The prompt's tokens and the checked settings, or an error on the page naming what is wrong.
+
+        A prompt longer than the model's context keeps its end, and the page says so.
+        """
+        with shown_to_user():
+            settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature,
+                                        top_k=_none_if_zero(top_k), top_p=top_p,
+                                        seed=seed).validated(self.state.vocab_size, MAX_NEW_TOKENS)
+        prepared = prepare_prompt(self.state.student, _checked_prompt(prompt), settings.max_new_tokens)
+        if prepared.notice:
+            gr.Warning(prepared.notice)
+        return prepared, settings
+
+    def continuation(self, prompt: Prompt, settings: SamplingSettings) -> Iterator[str]:
+        """The continuation so far, after each new piece; one empty answer if the model ends at once."""
+        text = ""
+        for piece in stream_text(self.state.student, prompt, settings):
+            text += piece
+            yield text
+        if not text:
+            yield text
+
+    def verify_report(self, prompt: str = DEFAULT_PROMPT, bug: str = "none") -> dict:
+        """Our GPT against the reference on `prompt`; with `bug`, a deliberately broken load too.
+
+        Returns the JSON of `python -m model.verify --json`. bug: "none" or one of model.bugs.BUGS.
+        """
+        if bug not in ("none", *BUGS):
+            raise user_error(f"bug must be none or one of {', '.join(BUGS)}, got {bug!r}")
+        prompt = _checked_prompt(prompt)
+        with shown_to_user():
+            report = verify(self.state.reference, prompt, None if bug == "none" else bug, student=self.state.verifier)
+        verified = Prompt(prompt, report.prompt_tokens, len(encode(prompt)) - len(report.prompt_tokens))
+        if verified.notice:
+            gr.Warning(verified.notice)
+        return report.to_dict()
+
+
+def user_error(message: str) -> gr.Error:
+    """An error shown to the user who caused it; the server's log stays free of their typos' tracebacks."""
+    return gr.Error(message, print_exception=False)
+
+
+@contextmanager
+def shown_to_user():
+    """A ValueError from model/ (a bad setting, named with its range) becomes an error on the page."""
+    try:
+        yield
+    except ValueError as error:
+        raise user_error(str(error)) from None
+
+
+def _none_if_zero(top_k):
+    """The app's top_k=0 (keep every token) is SamplingSettings' None; any other value is checked there."""
+    return None if type(top_k) is int and top_k == 0 else top_k
+
+
+def _checked_prompt(prompt) -> str:
+    """The prompt, if it is text the model can read; emoji, any script, control characters and NUL all are."""
+    if not isinstance(prompt, str):
+        raise user_error(f"prompt must be text, got {type(prompt).__name__}")
+    if not prompt.strip():
+        raise user_error("prompt is empty: type the start of a text for GPT-2 to continue")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise user_error(f"prompt is {len(prompt):,} characters long; the limit is {MAX_PROMPT_CHARS:,}: shorten "
+                         f"it (of a long prompt, the model reads only the end that fits its context anyway)")
+    if surrogate := UNPAIRED_SURROGATE.search(prompt):
+        raise user_error(f"prompt holds half a character at position {surrogate.start()} (an unpaired UTF-16 "
+                         f"surrogate, U+{ord(surrogate[0]):04X}): it is not text; paste the text again")
+    return prompt

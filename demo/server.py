@@ -1,0 +1,42 @@
+"""Serving the app: its look, and a bound on every request's size that Gradio does not set itself."""
+from pathlib import Path
+
+import gradio as gr
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+
+from demo.api import MAX_REQUEST_BYTES
+
+CSS = (Path(__file__).parent / "style.css").read_text()
+
+
+def launch(app: gr.Blocks, **options):
+    """Start serving `app` with its look (Gradio 6 takes the theme and the css at launch), every request's
+    body bounded."""
+    limit = Middleware(RequestSizeLimit, max_bytes=MAX_REQUEST_BYTES)
+    return app.launch(theme=gr.themes.Soft(), css=CSS, footer_links=["api"], app_kwargs={"middleware": [limit]},
+                      **options)
+
+
+class RequestSizeLimit:
+    """ASGI middleware: a request body is read no further than `max_bytes`; past that, the answer is 413.
+
+    Gradio bounds uploads only (and only when asked): without this, one request carrying a gigabyte of JSON
+    would be held in memory before the app could refuse its prompt.
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise HTTPException(413, f"request body over the app's limit of {self.max_bytes:,} bytes")
+            return message
+
+        await self.app(scope, counted if scope["type"] == "http" else receive, send)

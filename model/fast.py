@@ -1,0 +1,45 @@
+"""The model that writes: the correctly loaded GPT, laid out for the speed of writing a token.
+
+Verification always checks the float32 model that shares the reference's memory; this file only
+changes how the same weights are stored and multiplied, never what they are.
+"""
+import torch
+from transformers import GPT2LMHeadModel
+
+from model.gpt import GPT
+from model.matvec import use_split_k
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_student(reference: GPT2LMHeadModel, dtype: str = "float32") -> GPT:
+    """The correctly loaded GPT that writes, laid out for writing one token at a time.
+
+    float32 shares the reference's memory. On the CPU it computes each new token's matrix-vector
+    products split-K (model/matvec.py), for which it keeps one copy of the tied embedding the other
+    way round. bfloat16 and float16 are a copy, which halves the bytes read per token. On CUDA it
+    turns cuDNN's attention off for the whole process (see below).
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    device = reference.device
+    if DTYPES[dtype] == torch.float16 and device.type == "cpu":
+        raise ValueError("float16 is for GPUs; on the CPU use --dtype bfloat16")
+    if device.type == "cuda":
+        # In half precision SDPA would pick cuDNN's attention, which builds a plan for each new sequence
+        # length, and writing reaches a new length every token (tests/benchmarks/cuda_check.sh measures it).
+        torch.backends.cuda.enable_cudnn_sdp(False)
+    student = GPT.from_hf(reference)
+    if dtype != "float32":
+        # Each matrix in nn.Linear's own (out, in) layout, not GPT-2's (in, out): oneDNN's half-precision
+        # matrix-vector product reads that layout faster on a CPU. The tied matrix stays one parameter.
+        for param in student.parameters():
+            param.data = param.data.to(DTYPES[dtype], memory_format=torch.contiguous_format)
+        return student
+    if device.type != "cpu":
+        return student
+    # Split-K needs every matrix stored (in, out). The block matrices are (GPT-2's Conv1D layout); the tied
+    # wte/lm_head is (vocab, n_embd), so it gets one copy the other way round, still one tensor under both names.
+    by_column = student.lm_head.weight.t().contiguous()
+    student.lm_head.weight = student.transformer.wte.weight = torch.nn.Parameter(by_column.t(), requires_grad=False)
+    return use_split_k(student)
