@@ -5,6 +5,7 @@
 as an error on the page that names the field, never as a traceback in the server's log.
 """
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -25,6 +26,9 @@ MAX_PROMPT_CHARS = 100_000
 # Every HTTP request body, read no further than this: the prompt at its limit, JSON-escaped (up to 12 bytes a
 # character), with the chat's history of hundreds of turns. Uploads too: the app accepts no files at all.
 MAX_REQUEST_BYTES = 8 * 2**20
+# Pieces written within this many seconds go to the browser as one message: each message costs the server
+# time, and a class of 30 streaming every token would spend it on messages instead of on writing.
+STREAM_SECONDS = 0.1
 # In a str, a surrogate is always half of a character: JSON's "\ud83d" without its "\ude00" decodes to one.
 UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -59,12 +63,14 @@ class DemoApi:
         return prepared, settings
 
     def continuation(self, prompt: Prompt, settings: SamplingSettings) -> Iterator[str]:
-        """The continuation so far, after each new piece; one empty answer if the model ends at once."""
-        text = ""
-        for piece in stream_text(self.state.student, prompt, settings):
+        """The continuation so far, at most every STREAM_SECONDS, and whole at the end (even if empty)."""
+        text, shown, shown_at = "", None, 0.0
+        for piece in stream_text(self.state.writer, prompt, settings):
             text += piece
-            yield text
-        if not text:
+            if time.monotonic() - shown_at >= STREAM_SECONDS:
+                yield (shown := text)
+                shown_at = time.monotonic()
+        if text != shown:
             yield text
 
     def verify_report(self, prompt: str = DEFAULT_PROMPT, bug: str = "none") -> dict:

@@ -15,8 +15,13 @@ from demo.state import DemoState
 from demo.verify_tab import verify_tab
 
 QUEUE_SIZE = 64  # a class of 30, each with a request waiting, and room to spare; beyond it, "busy"
-# Generations running at once: a GPU interleaves several streams cheaply, a CPU has few cores.
-GENERATIONS_AT_ONCE = {"cuda": 4, "mps": 2, "cpu": 2}
+# Without the engine (ZeroGPU) each generation runs its own loop on the GPU it holds: a few interleave cheaply.
+GENERATIONS_WITHOUT_ENGINE = 4
+
+
+def generations_at_once(state: DemoState) -> int:
+    """Generations served at once: every row of the engine, which writes them all in each step."""
+    return state.engine.max_rows if state.engine is not None else GENERATIONS_WITHOUT_ENGINE
 
 
 def build_app(state: DemoState, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
@@ -25,10 +30,10 @@ def build_app(state: DemoState, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
     queue_size: requests that may wait for a slot; one more is turned away at once ("busy"), not left hanging.
     """
     api = DemoApi(state)
-    generations = GENERATIONS_AT_ONCE.get(state.reference.device.type, 1)
+    generations = generations_at_once(state)
     with gr.Blocks(title="Our GPT with OpenAI's GPT-2 weights", analytics_enabled=False) as app:  # no telemetry
         gr.HTML(views.header_html(state.model_name, state.device, state.dtype, state.startup_report,
-                                  state.fallback_reason), elem_classes="lesson")
+                                  state.fallback_reason, serving=_serving(state)), elem_classes="lesson")
         with gr.Tab("Generate"):
             generate_tab(api, generations)
         with gr.Tab("Verify"):
@@ -37,3 +42,11 @@ def build_app(state: DemoState, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
         gr.api(on_gpu(api.verify_report), api_name="verify_report", concurrency_id="verify", concurrency_limit=1)
     app.queue(max_size=queue_size, default_concurrency_limit=generations)
     return app
+
+
+def _serving(state: DemoState) -> dict | None:
+    """How generations are served, for the header: None when each runs alone (ZeroGPU)."""
+    if state.engine is None:
+        return None
+    check = state.row_invariance
+    return {"rows": state.engine.max_rows, "row_invariance": check.holds, "max_abs_diff": check.max_abs_diff}

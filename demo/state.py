@@ -3,11 +3,18 @@ from dataclasses import dataclass
 
 from transformers import GPT2LMHeadModel
 
+from demo import gpu
 from demo.gpu import on_gpu
+from model.engine import Engine, RowInvariance, check_row_invariance
 from model.fast import load_student
 from model.gpt import GPT
-from model.reference import HUB_SHAPES, ModelLoadError, load_reference, random_reference
+from model.reference import HUB_SHAPES, HubUnreachableError, load_reference, random_reference
 from model.verify import DEFAULT_PROMPT, verify
+
+ENGINE_ROWS = 32  # a class of 30 writing at once, and the teacher
+# The KV caches of the rows writing at once stay below this; a request whose cache would not fit waits its turn.
+# A gpt2 row at the app's limits (a whole context) needs 1/14 of it.
+ENGINE_CACHE_BYTES = 2**30
 
 
 @dataclass(frozen=True)
@@ -19,6 +26,13 @@ class DemoState:
     dtype: str
     startup_report: dict  # verify() on the lesson's first prompt, as JSON
     fallback_reason: str | None = None  # why the real weights could not be had, if they could not
+    engine: Engine | None = None  # the one decoding loop every generation shares; None on ZeroGPU
+    row_invariance: RowInvariance | None = None  # checked at start-up: a text is the same alone or in a class
+
+    @property
+    def writer(self) -> GPT | Engine:
+        """What generations go through: the shared engine, or the model itself, one request at a time."""
+        return self.engine if self.engine is not None else self.student
 
     @property
     def device(self) -> str:
@@ -33,15 +47,21 @@ def load_state(name_or_dir: str = "gpt2", device: str = "auto", dtype: str = "fl
                allow_pickle: bool = False) -> DemoState:
     """Load the reference (or its random stand-in), build our GPT from it, and verify it.
 
+    Only a hub id the hub cannot be reached for falls back to random weights: a download that broke off,
+    or a damaged file, is worth fixing rather than hiding behind gibberish.
     Raises ModelLoadError or ValueError, with a message that says what to do, when the app cannot start.
     """
     try:
         reference, fallback_reason = load_reference(name_or_dir, device, allow_pickle), None
-    except ModelLoadError as error:
+    except HubUnreachableError as error:
         if name_or_dir.removeprefix("openai-community/") not in HUB_SHAPES:
             raise
         reference, fallback_reason = random_reference(name_or_dir, device), str(error)
     verifier = GPT.from_hf(reference)
     student = load_student(reference, dtype)
     report = on_gpu(verify)(reference, DEFAULT_PROMPT, student=verifier).to_dict()
-    return DemoState(name_or_dir, reference, verifier, student, dtype, report, fallback_reason)
+    if gpu.spaces is not None:  # ZeroGPU lends a GPU per call: a loop that outlives calls cannot hold one
+        return DemoState(name_or_dir, reference, verifier, student, dtype, report, fallback_reason)
+    engine = Engine(student, max_rows=ENGINE_ROWS, max_cache_bytes=ENGINE_CACHE_BYTES)
+    return DemoState(name_or_dir, reference, verifier, student, dtype, report, fallback_reason, engine,
+                     check_row_invariance(student))

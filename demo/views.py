@@ -35,8 +35,10 @@ EOT_RUN = re.compile(f"(?:{re.escape(escape('<|endoftext|>'))})+")
 
 # --- the header ----------------------------------------------------------------------------------
 
-def header_html(model_name: str, device: str, dtype: str, report: dict, fallback_reason: str | None) -> str:
-    """Which weights, where, and the start-up verdict; above it, the banner for random weights."""
+def header_html(model_name: str, device: str, dtype: str, report: dict, fallback_reason: str | None,
+                serving: dict | None = None) -> str:
+    """Which weights, where, how a class is served, and the start-up verdict; above it, the banner for
+    random weights. serving: the engine's rows and its start-up check, or None (each generation alone)."""
     weights = f"random weights in {escape(model_name)}'s shape" if fallback_reason else escape(model_name)
     ok = report["allclose"]
     verdict = (f"<b>{_mark(ok)} {'verified' if ok else 'NOT verified'}</b> at start-up: "
@@ -46,7 +48,19 @@ def header_html(model_name: str, device: str, dtype: str, report: dict, fallback
              f"generating in {escape(dtype)}", f"<span class='{'pass' if ok else 'fail'}'>{verdict}</span>"]
     banner = fallback_banner_html(model_name, fallback_reason) if fallback_reason else ""
     return (f"{banner}<div class='app-header'><h1>Our GPT, OpenAI's GPT-2 weights</h1>"
-            f"<p>{' · '.join(facts)}</p></div>")
+            f"<p>{' · '.join(facts)}</p><p class='serving'>{serving_html(serving)}</p></div>")
+
+
+def serving_html(serving: dict | None) -> str:
+    """One line: one shared loop for the class (and whether a text is the same in it as alone), or one per request."""
+    if serving is None:
+        return "Each generation runs on its own (a ZeroGPU Space lends a GPU per call)."
+    same = serving["row_invariance"]
+    check = ("a text is bit for bit what it would be alone" if same else
+             f"batched rows round differently here (by up to {serving['max_abs_diff']:.0e}): a sampled text may "
+             f"differ from the same seed written alone")
+    return (f"One shared decoding loop writes for up to {serving['rows']} students at once · "
+            f"<span class='{'pass' if same else 'fail'}'>{_mark(same)} {check}</span> (checked at start-up)")
 
 
 def fallback_banner_html(model_name: str, reason: str) -> str:

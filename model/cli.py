@@ -2,13 +2,13 @@
 
 `python -m model.verify`, `python -m model.generate` and `python -m demo` take the same model options
 and answer a model that cannot be loaded, or a setting out of range, the same way: one `error:` line
-on stderr and exit status 2.
+on stderr and exit status 2 (130 for Ctrl-C).
 """
 import argparse
 import sys
 from collections.abc import Callable
 
-from model.reference import ModelLoadError
+from model.reference import INTERRUPTED, ModelLoadError
 
 
 def add_model_arguments(parser: argparse.ArgumentParser):
@@ -19,9 +19,13 @@ def add_model_arguments(parser: argparse.ArgumentParser):
 
 
 def exit_status(run: Callable[[], int]) -> int:
-    """run()'s exit status, or 2 with one line on stderr for weights that cannot be loaded or a bad setting."""
+    """run()'s exit status, or 2 with one line on stderr for weights that cannot be loaded or a bad setting,
+    or 130 with one line for Ctrl-C (most likely during a first download on a slow link)."""
     try:
         return run()
     except (ModelLoadError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130

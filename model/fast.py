@@ -7,18 +7,18 @@ import torch
 from transformers import GPT2LMHeadModel
 
 from model.gpt import GPT
-from model.matvec import use_split_k
+from model import products
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def load_student(reference: GPT2LMHeadModel, dtype: str = "float32") -> GPT:
-    """The correctly loaded GPT that writes, laid out for writing one token at a time.
+    """The correctly loaded GPT that writes, laid out for writing many rows at once.
 
-    float32 shares the reference's memory. On the CPU it computes each new token's matrix-vector
-    products split-K (model/matvec.py), for which it keeps one copy of the tied embedding the other
-    way round. bfloat16 and float16 are a copy, which halves the bytes read per token. On CUDA it
-    turns cuDNN's attention off for the whole process (see below).
+    float32 on the CPU computes its products with oneDNN, which gives a row the same bits alone or
+    among others (model/products.py): the classroom engine relies on it. That packs a copy of each
+    matrix; elsewhere float32 shares the reference's memory. bfloat16 and float16 are a copy, which
+    halves the bytes read per token. On CUDA it turns cuDNN's attention off for the whole process.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -36,10 +36,6 @@ def load_student(reference: GPT2LMHeadModel, dtype: str = "float32") -> GPT:
         for param in student.parameters():
             param.data = param.data.to(DTYPES[dtype], memory_format=torch.contiguous_format)
         return student
-    if device.type != "cpu":
-        return student
-    # Split-K needs every matrix stored (in, out). The block matrices are (GPT-2's Conv1D layout); the tied
-    # wte/lm_head is (vocab, n_embd), so it gets one copy the other way round, still one tensor under both names.
-    by_column = student.lm_head.weight.t().contiguous()
-    student.lm_head.weight = student.transformer.wte.weight = torch.nn.Parameter(by_column.t(), requires_grad=False)
-    return use_split_k(student)
+    if device.type == "cpu" and products.available():
+        return products.use_row_invariant_products(student)
+    return student

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from model.cli import add_model_arguments, exit_status
+from model.engine import Engine
 from model.fast import DTYPES, load_student
 from model.gpt import GPT
 from model.reference import load_reference
@@ -40,10 +41,13 @@ def prepare_prompt(model: GPT, text: str, max_new_tokens: int) -> Prompt:
     return Prompt(text, kept, len(ids) - len(kept))
 
 
-def stream_text(model: GPT, prompt: Prompt, settings: SamplingSettings) -> Iterator[str]:
-    """Pieces of the continuation, each as soon as it is whole text (never half a character)."""
+def stream_text(writer: GPT | Engine, prompt: Prompt, settings: SamplingSettings) -> Iterator[str]:
+    """Pieces of the continuation, each as soon as it is whole text (never half a character).
+
+    writer: the model itself, or the classroom engine that writes with it beside other requests.
+    """
     text = TextStream()
-    for token in model.stream(prompt.ids, settings):
+    for token in writer.stream(prompt.ids, settings):
         if piece := text.push(token):
             yield piece
     if tail := text.flush():

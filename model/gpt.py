@@ -218,27 +218,70 @@ class GPT(nn.Module):
         With use_cache=False every step re-reads the whole window (how nanoGPT samples): the
         same tokens, far slower; kept to show what the cache buys.
         """
-        if not ids:
-            raise ValueError("generation needs at least one prompt token")
-        device = self.transformer.wte.weight.device
-        generator = torch.Generator().manual_seed(settings.seed)
-        context = self.context_window(list(ids), settings.max_new_tokens)
-        start, cache = 0, None  # the model reads the window context[start:]
-        for written in range(settings.max_new_tokens):
-            if len(context) - start > self.config.n_positions:
-                # The context is full: keep its tail, with room for what is left to write, and read that afresh.
-                start, cache = len(context) - len(self.context_window(context, settings.max_new_tokens - written)), None
-            if use_cache and cache is None:
-                cache = KVCache(self.config, device, self.transformer.wte.weight.dtype)
-            # With the cache, only the tokens it has not seen yet; without, the whole window again.
-            pending = context[start + cache.length:] if use_cache else context[start:]
-            logits = self(torch.tensor([pending], device=device), [cache] if use_cache else None, last_only=True)
-            token = sample_next_token(logits[0, -1], settings, generator)
-            if settings.stop_at_eot and token == EOT_TOKEN:
-                return
-            yield token
-            context.append(token)
+        sequence = Sequence(self, ids, settings, use_cache)
+        while not sequence.finished:
+            chunk = sequence.next_chunk()
+            caches = [sequence.cache] if use_cache else None
+            logits = self(torch.tensor([chunk], device=sequence.device), caches, last_only=True)
+            if (token := sequence.accept(logits[0, -1])) is not None:
+                yield token
 
     def generate(self, ids: list[int], settings: SamplingSettings, use_cache: bool = True) -> list[int]:
         """All new token ids at once (see `stream`)."""
         return list(self.stream(ids, settings, use_cache))
+
+
+# --- one generation in progress ---------------------------------------------------------------------
+
+PROMPT_CHUNK = 64  # prompt tokens read per forward pass: a long prompt never holds up a shared step for long
+
+
+class Sequence:
+    """One generation between model calls: its tokens, its KV cache, its sampler, what to read next.
+
+    `GPT.stream` runs one; the classroom engine (model/engine.py) runs many side by side. Both read
+    the same chunks in the same order, so a sequence's arithmetic is the same alone or among others.
+    """
+
+    def __init__(self, model: GPT, ids: list[int], settings: SamplingSettings, use_cache: bool = True):
+        if not ids:
+            raise ValueError("generation needs at least one prompt token")
+        self.model, self.settings, self.use_cache = model, settings, use_cache
+        self.device, self.dtype = model.transformer.wte.weight.device, model.transformer.wte.weight.dtype
+        self.generator = torch.Generator().manual_seed(settings.seed)  # its own: no request changes another's
+        self.context = model.context_window(list(ids), settings.max_new_tokens)
+        self.start = 0  # the model reads the window context[start:]
+        self.cache: KVCache | None = None
+        self.written = 0
+        self.finished = False
+
+    def next_chunk(self) -> list[int]:
+        """The tokens the model reads next: the prompt PROMPT_CHUNK at a time, then one token a step."""
+        n_positions = self.model.config.n_positions
+        if len(self.context) - self.start > n_positions:
+            # The context is full: keep its tail, with room for what is left to write, and read that afresh.
+            kept = self.model.context_window(self.context, self.settings.max_new_tokens - self.written)
+            self.start, self.cache = len(self.context) - len(kept), None
+        if not self.use_cache:
+            return self.context[self.start:]
+        if self.cache is None:  # sized for this window and what is left to write, not the whole context
+            length = len(self.context) - self.start + self.settings.max_new_tokens - self.written
+            self.cache = KVCache(self.model.config, self.device, self.dtype, length)
+        read = self.start + self.cache.length
+        return self.context[read:read + PROMPT_CHUNK]
+
+    def accept(self, logits: torch.Tensor) -> int | None:
+        """After the model read `next_chunk()`: the next token, once nothing is left unread, else None.
+
+        logits: the last position's, a 1-D tensor over the vocabulary.
+        """
+        if self.use_cache and self.start + self.cache.length < len(self.context):
+            return None  # more of the prompt to read first
+        token = sample_next_token(logits, self.settings, self.generator)
+        self.written += 1
+        self.finished = self.written == self.settings.max_new_tokens
+        if self.settings.stop_at_eot and token == EOT_TOKEN:
+            self.finished = True
+            return None
+        self.context.append(token)
+        return token

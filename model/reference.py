@@ -5,8 +5,8 @@ which files are trusted (safetensors, not pickles), and a random stand-in of a h
 when the weights cannot be had at all.
 """
 import os
-import socket
 import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import torch
@@ -15,6 +15,13 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 class ModelLoadError(Exception):
     """The reference weights cannot be had; the message says why and what to do."""
+
+
+class HubUnreachableError(ModelLoadError):
+    """A hub id with nothing cached, and no way to the hub: the one case the app may run on random weights.
+
+    Any other failure (a download that broke off, a damaged file) is worth fixing, not papering over.
+    """
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -35,6 +42,12 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+# What a command says when Ctrl-C stops it. huggingface_hub downloads into a temporary file and gives it the
+# weights' name only once every byte is there, so an interrupted download leaves nothing that could later pass
+# for the weights.
+INTERRUPTED = "error: interrupted. A download under way keeps nothing partial: run the command again to start it over"
+
+
 def load_reference(name_or_dir: str, device: str = "auto", allow_pickle: bool = False) -> GPT2LMHeadModel:
     """transformers' GPT2LMHeadModel in float32, eval mode, on `device`.
 
@@ -44,7 +57,8 @@ def load_reference(name_or_dir: str, device: str = "auto", allow_pickle: bool = 
     """
     target = resolve_device(device)
     local = Path(name_or_dir).expanduser()
-    if local.is_dir():
+    from_hub = not local.is_dir()
+    if not from_hub:
         _check_local_checkpoint(local, allow_pickle)
         source = str(local)
     elif _looks_like_path(name_or_dir):
@@ -52,11 +66,11 @@ def load_reference(name_or_dir: str, device: str = "auto", allow_pickle: bool = 
                              f"or a hub id such as gpt2")
     else:
         source = name_or_dir
-        if not _hub_cached(name_or_dir) and not _hub_reachable():
-            raise ModelLoadError(
-                f"cannot load {name_or_dir!r}: no network and no cached copy. Run once with a network "
-                f"(the weights are cached for later), or pass a folder saved with save_pretrained: "
-                f"--model ./gpt2-local")
+        if not _hub_cached(name_or_dir, allow_pickle) and (why := _hub_unreachable()):
+            raise HubUnreachableError(
+                f"cannot load {name_or_dir!r}: no network and no cached copy ({why}). Run once with a network "
+                f"(the weights are cached for later; a proxy is set with HTTPS_PROXY, a mirror with HF_ENDPOINT), "
+                f"or pass a folder saved with save_pretrained: --model ./gpt2-local")
     try:
         config, _ = GPT2Config.get_config_dict(source)  # the plain dict: its model_type is the checkpoint's own
     except (OSError, ValueError) as error:
@@ -69,6 +83,13 @@ def load_reference(name_or_dir: str, device: str = "auto", allow_pickle: bool = 
             source, dtype=torch.float32, device_map=str(target),
             use_safetensors=None if allow_pickle else True)
     except Exception as error:  # noqa: BLE001 - every cause gets one readable line
+        if from_hub and not _hub_cached(name_or_dir, allow_pickle):
+            # The hub answered, yet the weights are not in the cache: their download broke off. huggingface_hub
+            # writes to a temporary file and renames it only once every byte is there, so nothing partial is kept.
+            raise ModelLoadError(
+                f"cannot load {name_or_dir!r}: its weights did not finish downloading from {_endpoint()} "
+                f"({_first_line(_innermost(error))}). Nothing partial was kept: run the command again (on a slow "
+                f"link, HF_HUB_DOWNLOAD_TIMEOUT=60 waits longer for each piece)") from None
         raise ModelLoadError(f"cannot load the weights of {name_or_dir!r}: {_first_line(error)} "
                              f"(a truncated or damaged file? download or save it again)") from None
     reference.eval().requires_grad_(False)  # read-only: the reference is what we check against
@@ -91,22 +112,56 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or os.sep in name and name.count("/") != 1
 
 
-def _hub_cached(repo_id: str) -> bool:
+def _hub_cached(repo_id: str, allow_pickle: bool = False) -> bool:
+    """Whether a download of `repo_id` completed here before: its config and its weights are in the cache."""
     from huggingface_hub import try_to_load_from_cache
-    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+    def cached(filename):
+        return isinstance(try_to_load_from_cache(repo_id, filename), str)
+
+    weights = ["model.safetensors"] + (["pytorch_model.bin"] if allow_pickle else [])
+    return cached("config.json") and any(map(cached, weights))
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """A quick look before asking the hub: without a network it would retry for half a minute."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        return False
-    from huggingface_hub import constants
-    host = urllib.parse.urlparse(constants.ENDPOINT).hostname
+def _hub_unreachable() -> str | None:
+    """Why the hub cannot be asked, or None when it answers.
+
+    A quick look first, because without a network the download itself retries, waiting longer each time.
+    It asks the way the download will: huggingface_hub's own HTTP session, so the endpoint's scheme,
+    host and port (HF_ENDPOINT, a mirror), the proxies of the environment (HTTPS_PROXY, HTTP_PROXY,
+    NO_PROXY) and offline mode all apply; and its own timeout for such a question (HF_HUB_ETAG_TIMEOUT).
+    Any HTTP answer counts, an error status too: something is there, and the download will say what.
+    """
+    from huggingface_hub import constants, get_session
+    if constants.is_offline_mode():
+        return "HF_HUB_OFFLINE is set, so the hub is not asked"
     try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+        get_session().head(_endpoint(), timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    except Exception as error:  # noqa: BLE001 - whatever stops the request, the hub did not answer
+        proxy = _proxy_for(_endpoint())
+        through = f" through the proxy {proxy}" if proxy else ""
+        return f"the hub at {_endpoint()}{through} did not answer: {_first_line(_innermost(error))}"
+    return None
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy the environment names for `url`, if any: for the message, when it may be the proxy that failed."""
+    parts = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    return None if proxy is None or urllib.request.proxy_bypass(parts.hostname or "") else proxy
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+    return constants.ENDPOINT
+
+
+def _innermost(error: BaseException) -> BaseException:
+    """The first cause in a chain of wrapped errors: the one that says what actually happened."""
+    while (cause := error.__cause__ or error.__context__) is not None:
+        error = cause
+    return error
 
 
 def _first_line(error: Exception) -> str:

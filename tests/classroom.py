@@ -1,11 +1,16 @@
 """A whole class at once: students streaming generations from the app, and verifications beside them.
 
     python -m tests.classroom                                  # 30 students on a gpt2-shaped model, built here
+    python -m tests.classroom --students 1                     # one student alone, through the same app
+    python -m tests.classroom --at-limits                      # the app's memory with every row at its limits
     python -m tests.classroom --url http://127.0.0.1:7860/     # ... on an app already running (your laptop)
 
 Each student is a gradio_client Client of its own (its own session, as a browser tab has), and all send
-at the same moment. The numbers are what a student waits: until the first piece of text, and until the
-whole text. test_load.py runs the same class on a tiny model and checks every answer.
+at the same moment, each with its own seed. The numbers are what a student waits: until the first piece
+of text, and until the whole text; the class's tokens per second; the app's resident memory; and, in the
+same run, how long transformers' `generate` takes for one student's text, so the table shows how much
+faster the class is served than thirty such generations one after another. test_load.py runs the same
+class on a tiny model and checks every answer.
 """
 import argparse
 import math
@@ -17,11 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 from gradio_client import Client
 
 from model.bugs import BUGS
+from model.tokenizer import encode
 
 PROMPT = "The capital of France is"
+TEMPERATURE, TOP_K, TOP_P = 0.8, 50, 1.0  # the app's defaults: what a student who changes nothing gets
 POLL_SECONDS = 0.02  # how often a student looks for new text (gradio_client's own iterator spins at 1 ms)
 
 
@@ -42,20 +50,27 @@ class Classroom:
     verifications: list[Visit]
 
     def summary(self) -> dict:
-        """The numbers README's "classroom load in numbers" table shows."""
-        visits = self.students + self.verifications
+        """The numbers README's classroom table shows."""
         first = [v.first_seconds for v in self.students]
         total = [v.total_seconds for v in self.students]
         checks = [v.total_seconds for v in self.verifications]
-        whole_class = max(v.sent + v.total_seconds for v in visits) - min(v.sent for v in visits)
+        tokens = sum(len(encode(v.answers[-1])) for v in self.students if v.answers)  # re-encoded: about what was written
         return {
             "students": len(self.students), "verifications": len(self.verifications),
-            "errors": sum(v.error is not None for v in visits),
+            "errors": sum(v.error is not None for v in self.students + self.verifications),
             "first text p50 s": percentile(first, 50), "first text p95 s": percentile(first, 95),
             "whole text p50 s": percentile(total, 50), "whole text p95 s": percentile(total, 95),
-            "whole text max s": percentile(total, 100), "verification p50 s": percentile(checks, 50),
-            "verification max s": percentile(checks, 100), "whole class s": whole_class,
+            "whole class s": span(self.students), "class tokens": tokens,
+            "class tokens/s": tokens / span(self.students) if self.students else math.nan,
+            "verification p50 s": percentile(checks, 50), "verification max s": percentile(checks, 100),
         }
+
+
+def span(visits: list[Visit]) -> float:
+    """From the first request sent to the last answer complete."""
+    if not visits:
+        return math.nan
+    return max(v.sent + v.total_seconds for v in visits) - min(v.sent for v in visits)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -71,7 +86,7 @@ def generation(url: str, start: threading.Barrier, seed: int, max_new_tokens: in
     client = Client(url, analytics_enabled=False, verbose=False)
     start.wait(timeout=seconds)
     visit = Visit(seed, sent=time.monotonic())
-    job = client.submit(PROMPT, max_new_tokens, 1.0, 0, 1.0, seed, api_name="/generate")
+    job = client.submit(PROMPT, max_new_tokens, TEMPERATURE, TOP_K, TOP_P, seed, api_name="/generate")
     while not (job.done() or job.outputs()) and time.monotonic() - visit.sent < seconds:
         time.sleep(POLL_SECONDS)
     visit.first_seconds = time.monotonic() - visit.sent
@@ -98,15 +113,77 @@ def _finished(visit: Visit, job, seconds: float) -> Visit:
 
 def classroom(url: str, students: int = 30, verifications: int = 4, max_new_tokens: int = 32,
               seconds: float = 120) -> Classroom:
-    """`students` generations (seeds 0-9, so several students share each) and `verifications` reports
-    (the bugs in turn, starting with none), all sent at once; every wait ends after `seconds`."""
+    """`students` generations (seed i for student i) and `verifications` reports (the bugs in turn, starting
+    with none), all sent at once; every wait ends after `seconds`."""
     start = threading.Barrier(students + verifications)
     bugs = ["none", *BUGS]
     with ThreadPoolExecutor(students + verifications) as pool:
-        futures = [pool.submit(generation, url, start, i % 10, max_new_tokens, seconds) for i in range(students)]
+        futures = [pool.submit(generation, url, start, i, max_new_tokens, seconds) for i in range(students)]
         futures += [pool.submit(verification, url, start, bugs[i % len(bugs)], seconds) for i in range(verifications)]
         visits = [future.result(timeout=2 * seconds) for future in futures]
     return Classroom(visits[:students], visits[students:])
+
+
+# --- the same texts, one after another, by transformers' generate -------------------------------------
+
+def generate_seconds(model: str, max_new_tokens: int, repeats: int = 3) -> float:
+    """The median time transformers' `generate` takes to write one student's text (the same sampling
+    settings, every token written), in this process, while the app is idle."""
+    import statistics
+
+    import torch
+
+    from model.reference import load_reference
+
+    reference = load_reference(model, "cpu")
+    idx = torch.tensor([encode(PROMPT)])
+    times = []
+    for seed in range(repeats):
+        torch.manual_seed(seed)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            reference.generate(idx, attention_mask=torch.ones_like(idx), do_sample=True, temperature=TEMPERATURE,
+                               top_k=TOP_K, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens,
+                               pad_token_id=0)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+# --- the app's memory -------------------------------------------------------------------------------
+
+class PeakMemory:
+    """The largest resident memory a process reaches while the block runs, sampled in a thread."""
+
+    def __init__(self, pid: int, every: float = 0.1):
+        self.process, self.every, self.peak_bytes = psutil.Process(pid), every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self):
+        while not self._stop.wait(self.every):
+            self.peak_bytes = max(self.peak_bytes, self.process.memory_info().rss)
+
+
+def at_limits(url: str, requests: int, seconds: float) -> None:
+    """Every row at its limits and the queue full: `requests` prompts that fill the context, each asking
+    for the most tokens the app allows, left writing for `seconds`, then stopped."""
+    from demo.api import MAX_NEW_TOKENS, MAX_PROMPT_CHARS
+
+    long_prompt = (PROMPT + " ") * (MAX_PROMPT_CHARS // (len(PROMPT) + 1))
+    client = Client(url, analytics_enabled=False, verbose=False)
+    jobs = [client.submit(long_prompt, MAX_NEW_TOKENS, TEMPERATURE, TOP_K, TOP_P, seed, api_name="/generate")
+            for seed in range(requests)]
+    time.sleep(seconds)
+    for job in jobs:
+        job.cancel()
 
 
 # --- python -m tests.classroom ---------------------------------------------------------------------
@@ -114,38 +191,53 @@ def classroom(url: str, students: int = 30, verifications: int = 4, max_new_toke
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tests.classroom", description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="an app already running; default: start `python -m demo` on --model")
-    parser.add_argument("--model", help="for the app started here (default: a gpt2-shaped checkpoint, built now)")
+    parser.add_argument("--model", help="for the app started here, and for the generate baseline "
+                                        "(default: a gpt2-shaped checkpoint, built now)")
     parser.add_argument("--students", type=int, default=30)
     parser.add_argument("--verifications", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=600, help="the longest any one request may take")
+    parser.add_argument("--at-limits", action="store_true",
+                        help="instead of a class: fill every row and the queue with the longest requests the app "
+                             "takes, and report the app's peak resident memory")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.url:
-        load = classroom(args.url, args.students, args.verifications, args.max_new_tokens, args.seconds)
-    else:
-        with tempfile.TemporaryDirectory() as scratch:
-            load = _with_app_started(Path(scratch), args)
-    summary = load.summary()
+    with tempfile.TemporaryDirectory() as scratch:
+        if args.url:
+            summary = classroom(args.url, args.students, args.verifications, args.max_new_tokens,
+                                args.seconds).summary()
+        else:
+            summary = _with_app_started(Path(scratch), args)
     for name, value in summary.items():
         print(f"| {name} | {value:.2f} |" if isinstance(value, float) else f"| {name} | {value} |")
-    return 1 if summary["errors"] else 0
+    return 1 if summary.get("errors") else 0
 
 
-def _with_app_started(scratch: Path, args) -> Classroom:
+def _with_app_started(scratch: Path, args) -> dict:
     """`python -m demo` in a process of its own, as in class, on --model or a gpt2-shaped checkpoint
-    (offline, with this machine's Hugging Face cache)."""
+    (offline, with this machine's Hugging Face cache); its peak memory; the generate baseline beside it."""
     from huggingface_hub import constants
 
     from tests.app_server import command_env, command_serving
     from tests.checkpoints import GPT2_SMALL, build_checkpoint
 
     model = args.model or str(build_checkpoint(scratch / "gpt2-shaped", **GPT2_SMALL))
-    with command_serving(["--model", model], command_env(Path(constants.HF_HOME)), logs=scratch) as (_, url):
-        return classroom(url, args.students, args.verifications, args.max_new_tokens, args.seconds)
+    with command_serving(["--model", model], command_env(Path(constants.HF_HOME)), logs=scratch) as (pid, url):
+        if args.at_limits:
+            with PeakMemory(pid) as memory:
+                at_limits(url, requests=32 + 64, seconds=min(args.seconds, 120))  # the engine's rows + the queue
+            return {"app peak resident memory GB": memory.peak_bytes / 1e9}
+        with PeakMemory(pid) as memory:
+            summary = classroom(url, args.students, args.verifications, args.max_new_tokens, args.seconds).summary()
+    one_generate = generate_seconds(model, args.max_new_tokens)
+    one_after_another = args.students * one_generate
+    return {**summary, "app peak resident memory GB": memory.peak_bytes / 1e9,
+            "transformers generate, one student s": one_generate,
+            "students one after another s": one_after_another,
+            "one after another / class at once": one_after_another / summary["whole class s"]}
 
 
 if __name__ == "__main__":

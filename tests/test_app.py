@@ -11,12 +11,14 @@ from gradio_client import Client
 
 import demo.gpu
 from demo.__main__ import main as demo_main
+from demo.api import STREAM_SECONDS
 from demo.app import build_app
 from demo.gpu import GPU_SECONDS, on_gpu
 from demo.state import load_state
 from model import verify as verify_cli
 from model.bugs import BUGS
-from tests.app_server import REPO_ROOT, written_alone
+from model.products import RowInvariantLinear
+from tests.app_server import REPO_ROOT, serving, watched_model, written_alone
 from tests.checkpoints import GPT2_PARAMETERS
 
 PROMPT = "The capital of France is"
@@ -40,10 +42,11 @@ def expected_text(state, *args) -> str:
 
 # --- /generate -----------------------------------------------------------------------------------
 
-def test_generate_streams_growing_text_that_ends_as_model_generate_writes_it(client, tiny_state):
+def test_generate_streams_growing_text_that_ends_as_model_generate_writes_it(client, tiny_state, monkeypatch):
     args = (PROMPT, 24, 0.9, 40, 0.95, 7)
-    messages = streamed(client, *args)
-    assert len(messages) >= 5, messages  # one message per whole piece of text, not one at the end
+    with watched_model(monkeypatch, seconds_per_piece=STREAM_SECONDS / 3) as watched:
+        messages = streamed(client, *args)
+    assert 3 <= len(messages) < watched.pieces, messages  # streamed as it grows, several pieces to a message
     assert all(later.startswith(earlier) and later != earlier for earlier, later in zip(messages, messages[1:]))
     assert messages[-1] == expected_text(tiny_state, *args[1:])
 
@@ -107,11 +110,10 @@ def test_bfloat16_generates_in_half_precision_while_verification_stays_float32(t
     assert state.student.lm_head.weight.dtype == torch.bfloat16
     assert state.verifier.lm_head.weight.dtype == torch.float32 and state.startup_report["dtype"] == "float32"
     assert state.startup_report["verified"]
-    # float32: the writer shares every block matrix with the verifier; only its lm_head is laid out anew.
+    # float32: the verifier shares every tensor with the reference; the writer's products are packed for oneDNN.
     block = "transformer.h.0.mlp.c_fc.weight"
-    writer, verifier = tiny_state.student.state_dict(), tiny_state.verifier.state_dict()
-    assert writer[block].data_ptr() == verifier[block].data_ptr()
-    assert tiny_state.student.lm_head.weight is tiny_state.student.transformer.wte.weight
+    assert tiny_state.verifier.state_dict()[block].data_ptr() == tiny_state.reference.state_dict()[block].data_ptr()
+    assert isinstance(tiny_state.student.transformer.h[0].mlp.c_fc, RowInvariantLinear)
 
 
 def test_python_m_demo_says_why_it_cannot_start(tmp_path, capsys):
@@ -127,19 +129,52 @@ def test_the_spaces_app_file_runs_as_a_script_from_the_repo_root():
     assert "usage: python -m demo" in result.stdout
 
 
+class FakeSpaces:
+    """The part of the `spaces` package (present on ZeroGPU Spaces only) the app uses; it notes each use."""
+    asked = []  # (function name, seconds) for each function asked to hold a GPU
+
+    @classmethod
+    def GPU(cls, duration):
+        def holding_a_gpu(fn):
+            cls.asked.append((fn.__name__, duration))
+            return fn
+        return holding_a_gpu
+
+
 def test_on_gpu_wraps_for_zerogpu_only_when_spaces_is_there(monkeypatch):
     def fn():
         return "ran"
 
-    assert on_gpu(fn) is fn  # no `spaces` package here: nothing changes
-
-    class FakeSpaces:  # the part of the `spaces` API the app uses
-        @staticmethod
-        def GPU(duration):
-            return lambda f: lambda: f"on a GPU for at most {duration}s: {f()}"
-
+    assert on_gpu(fn) is fn and not FakeSpaces.asked  # no `spaces` package here: nothing changes
     monkeypatch.setattr(demo.gpu, "spaces", FakeSpaces)
-    assert on_gpu(fn)() == f"on a GPU for at most {GPU_SECONDS}s: ran"
+    monkeypatch.setattr(FakeSpaces, "asked", [])
+    on_gpu(fn)
+    assert FakeSpaces.asked == [("fn", GPU_SECONDS)]
+
+
+def header_text(app) -> str:
+    return next(c["props"]["value"] for c in app.config["components"] if "app-header" in str(c["props"].get("value")))
+
+
+def test_the_header_says_one_shared_loop_serves_the_class_and_that_its_texts_are_the_lone_ones(tiny_state):
+    assert tiny_state.engine is not None and tiny_state.row_invariance.holds
+    header = header_text(build_app(tiny_state))
+    assert f"One shared decoding loop writes for up to {tiny_state.engine.max_rows} students at once" in header
+    assert "✓ a text is bit for bit what it would be alone" in header
+
+
+def test_on_zerogpu_each_generation_runs_on_its_own_and_the_header_says_so(tiny_dir, monkeypatch):
+    """A GPU is lent per call there: a loop that outlives the calls cannot hold one."""
+    monkeypatch.setattr(demo.gpu, "spaces", FakeSpaces)
+    monkeypatch.setattr(FakeSpaces, "asked", [])
+    state = load_state(str(tiny_dir), device="cpu")
+    assert state.engine is None and state.writer is state.student
+    assert "Each generation runs on its own" in header_text(build_app(state))
+    client_settings = (PROMPT, 12, 0.9, 40, 0.95, 7)
+    with serving(build_app(state)) as url:
+        text = Client(url, analytics_enabled=False, verbose=False).predict(*client_settings, api_name="/generate")
+    assert text == expected_text(state, *client_settings[1:])
+    assert ("generate", GPU_SECONDS) in FakeSpaces.asked  # /generate holds a GPU for its call
 
 
 def test_without_the_weights_the_app_starts_on_random_ones_and_says_so(monkeypatch, tmp_path):

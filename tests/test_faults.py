@@ -14,7 +14,7 @@ import torch
 from gradio_client import Client
 
 from demo.__main__ import main as demo_main
-from demo.app import GENERATIONS_AT_ONCE, build_app
+from demo.app import build_app, generations_at_once
 from demo.state import load_state
 from model.generate import prepare_prompt, stream_text
 from model.sampling import SamplingSettings
@@ -43,7 +43,7 @@ LONG = SamplingSettings(max_new_tokens=200, temperature=1.0, top_k=None, seed=0)
 SECONDS_PER_PIECE = 0.05  # so a long generation would run for 10 s
 
 
-# --- Stop, or a client gone: the slot is free at once ---------------------------------------------
+# --- Stop, or a client gone: the row is free at once ---------------------------------------------
 
 @pytest.fixture(scope="module")
 def state(tiny_dir):
@@ -93,14 +93,15 @@ def started_then_disconnected(url: str, seed: int):
 
 
 @pytest.mark.parametrize("start", [started_then_stopped, started_then_disconnected], ids=["stop", "disconnect"])
-def test_a_stream_ended_early_frees_its_slot_at_once(state, watched, url, start):
-    slots = GENERATIONS_AT_ONCE["cpu"]
+def test_a_stream_ended_early_frees_its_row_at_once(state, watched, url, start):
+    slots = generations_at_once(state)
     would_write = sum(pieces_alone(state, seed) for seed in range(slots))
     ends = [start(url, seed) for seed in range(slots)]  # every slot taken by a long generation
     wait_until(lambda: watched.running == slots and watched.pieces >= 2 * slots, 30, "the generations are writing")
     for end in ends:
         end()
-    wait_until(lambda: watched.running == 0, 5, "Stop or a closed connection ends the model's work")
+    wait_until(lambda: watched.running == 0 and state.engine.active_rows == 0, 10,
+               "Stop or a closed connection ends the model's work and frees the engine's row")
     written = watched.pieces
     time.sleep(10 * SECONDS_PER_PIECE)
     assert watched.pieces == written < would_write / 2, "a generation went on in the background"
@@ -195,8 +196,9 @@ def test_offline_without_weights_the_command_serves_random_ones_and_says_so(offl
     assert "randomly initialised GPT-2 of the same shape" in httpx.get(url, timeout=10).text
     warnings = [line for line in (logs / "stderr").read_text().splitlines() if line.startswith("warning: ")]
     assert warnings == [
-        "warning: cannot load 'gpt2': no network and no cached copy. Run once with a network (the weights are "
-        "cached for later), or pass a folder saved with save_pretrained: --model ./gpt2-local",
+        "warning: cannot load 'gpt2': no network and no cached copy (HF_HUB_OFFLINE is set, so the hub is not "
+        "asked). Run once with a network (the weights are cached for later; a proxy is set with HTTPS_PROXY, a "
+        "mirror with HF_ENDPOINT), or pass a folder saved with save_pretrained: --model ./gpt2-local",
         "warning: running on random weights of gpt2's shape: verification works, the text is gibberish"]
 
 

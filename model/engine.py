@@ -1,0 +1,253 @@
+"""The classroom engine: one decoding loop shared by every request, so a class costs one read of the
+weights per step instead of one per student.
+
+A thread runs the loop. Each step it admits the requests that arrived (continuous batching: a
+student who comes mid-way joins at the next step and waits for nobody to finish), asks every
+active `Sequence` for its next chunk, and runs the model once per chunk length for all the rows
+that share it: one token each for the rows that are writing, a piece of the prompt for those still
+reading one. Each new token goes to its request at once. A request that stops (its last token,
+<|endoftext|>, Stop, a client gone) leaves at the next step and its cache is freed.
+
+Every row is computed exactly as it would be alone: the model's products give each row the same
+bits whatever the other rows hold (model/matvec.py), attention reads each row's own cache, and
+each request samples with its own seeded generator. `row_invariance` checks this on the machine
+the app runs on.
+"""
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from model.gpt import GPT, KVCache, Sequence
+from model.sampling import SamplingSettings
+
+_DONE = object()  # the end of a request's tokens
+
+
+class Request:
+    """One generation submitted to the engine: iterate it for its tokens, as they are written.
+
+    Iterating raises the engine's error if the step that carried this request failed. `cancel()`
+    (or closing the iterator) frees its row at the next step.
+    """
+
+    def __init__(self, ids: list[int], settings: SamplingSettings):
+        self.ids, self.settings = ids, settings
+        self.cancelled = threading.Event()
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
+
+    def __iter__(self) -> Iterator[int]:
+        try:
+            while (event := self._events.get()) is not _DONE:
+                if isinstance(event, Exception):
+                    raise event
+                yield event
+        finally:
+            self.cancel()  # a consumer that stops reading (Stop, a closed tab) frees the row
+
+    def cancel(self):
+        self.cancelled.set()
+
+    def _send(self, event):
+        self._events.put(event)
+
+
+@dataclass
+class _Row:
+    request: Request
+    sequence: Sequence
+    cache_bytes: int = field(default=0)
+
+
+class EngineError(RuntimeError):
+    """A step of the engine failed; every request in that step ends with this error."""
+
+
+class Engine:
+    """Serves many generations of one model at once; see the module's docstring.
+
+    max_rows: sequences decoded together at most; more requests wait their turn.
+    max_cache_bytes: the KV caches of the active rows together stay below this; a request whose
+        cache would not fit waits until enough rows have left.
+    prompt_tokens_per_step: prompt tokens read per step at most, so a long prompt (or many new
+        prompts) never stalls the rows already writing for more than about a step.
+    """
+
+    def __init__(self, model: GPT, max_rows: int = 32, max_cache_bytes: int = 2**30,
+                 prompt_tokens_per_step: int = 256):
+        self.model, self.max_rows, self.max_cache_bytes = model, max_rows, max_cache_bytes
+        self.prompt_tokens_per_step = prompt_tokens_per_step
+        config = model.config
+        itemsize = model.transformer.wte.weight.element_size()
+        self._bytes_per_position = 2 * config.n_layer * config.n_embd * itemsize  # keys and values
+        self._waiting: list[Request] = []
+        self._rows: list[_Row] = []
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
+        self._thread.start()
+
+    # --- what callers use --------------------------------------------------------------------------
+
+    def submit(self, ids: list[int], settings: SamplingSettings) -> Request:
+        """Queue a generation; iterate the returned request for its tokens."""
+        request = Request(list(ids), settings)
+        with self._wake:
+            if self._closed:
+                raise EngineError("the engine is closed")
+            self._waiting.append(request)
+            self._wake.notify()
+        return request
+
+    def stream(self, ids: list[int], settings: SamplingSettings) -> Iterator[int]:
+        """The tokens of one generation, written alongside every other request: `GPT.stream`'s contract."""
+        yield from self.submit(ids, settings)
+
+    @property
+    def active_rows(self) -> int:
+        return len(self._rows)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def close(self):
+        """Stop the loop; requests still running or waiting end with an error."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join()
+
+    # --- the loop ----------------------------------------------------------------------------------
+
+    def _loop(self):
+        while True:
+            with self._wake:
+                while not (self._closed or self._waiting or self._rows):
+                    self._wake.wait()
+                if self._closed:
+                    break
+                self._admit()
+            self._leave(lambda row: row.request.cancelled.is_set())
+            self._step()
+        self._fail([row.request for row in self._rows] + self._waiting, EngineError("the engine was closed"))
+
+    def _admit(self):
+        """Move waiting requests into rows, first come first served, while rows and cache memory last."""
+        used = sum(row.cache_bytes for row in self._rows)
+        while self._waiting and len(self._rows) < self.max_rows:
+            request = self._waiting[0]
+            if request.cancelled.is_set():
+                self._waiting.pop(0)._send(_DONE)
+                continue
+            try:
+                sequence = Sequence(self.model, request.ids, request.settings)
+            except Exception as error:  # noqa: BLE001 - this request alone cannot start
+                self._waiting.pop(0)._send(error)
+                continue
+            positions = min(len(sequence.context) + request.settings.max_new_tokens, self.model.config.n_positions)
+            cache_bytes = positions * self._bytes_per_position
+            if self._rows and used + cache_bytes > self.max_cache_bytes:
+                return  # wait for rows to leave; a lone request always runs
+            self._waiting.pop(0)
+            self._rows.append(_Row(request, sequence, cache_bytes))
+            used += cache_bytes
+
+    @torch.inference_mode()
+    def _step(self):
+        """One pass of the model per chunk length over the rows; a fault ends only the rows it touched."""
+        try:
+            groups = self._chunks()
+        except Exception as error:  # noqa: BLE001 - never a dead engine with a queue behind it
+            self._leave(lambda row: True, EngineError(f"generation failed: {type(error).__name__}: {error}"))
+            return
+        for rows in groups:
+            try:
+                self._run(rows)
+            except Exception as error:  # noqa: BLE001
+                failed = {id(row) for row, _ in rows}
+                self._leave(lambda row: id(row) in failed,
+                            EngineError(f"generation failed: {type(error).__name__}: {error}"))
+
+    def _chunks(self) -> list[list[tuple[_Row, list[int]]]]:
+        """The rows to run this step, with their next chunks, grouped by chunk length."""
+        groups: dict[int, list[tuple[_Row, list[int]]]] = {}
+        prompt_tokens = 0
+        for row in self._rows:
+            chunk = row.sequence.next_chunk()
+            if len(chunk) > 1:
+                if prompt_tokens and prompt_tokens + len(chunk) > self.prompt_tokens_per_step:
+                    continue  # read at a later step; the rows already writing go on now
+                prompt_tokens += len(chunk)
+            groups.setdefault(len(chunk), []).append((row, chunk))
+        return list(groups.values())
+
+    def _run(self, rows: list[tuple["_Row", list[int]]]):
+        device = self.model.transformer.wte.weight.device
+        idx = torch.tensor([chunk for _, chunk in rows], device=device)  # (rows, chunk length)
+        logits = self.model(idx, [row.sequence.cache for row, _ in rows], last_only=True)
+        for (row, _), row_logits in zip(rows, logits[:, -1]):
+            if (token := row.sequence.accept(row_logits)) is not None:
+                row.request._send(token)
+        self._leave(lambda row: row.sequence.finished)
+
+    def _leave(self, leaves, error: Exception | None = None):
+        """Free the rows for which leaves(row) holds, ending their requests (with `error`, if given)."""
+        staying = []
+        for row in self._rows:
+            if leaves(row):
+                row.request._send(error if error is not None else _DONE)
+            else:
+                staying.append(row)
+        self._rows = staying
+
+    @staticmethod
+    def _fail(requests: list[Request], error: Exception):
+        for request in requests:
+            request._send(error)
+
+
+# --- the property the engine relies on, checked where it runs ---------------------------------------
+
+@dataclass(frozen=True)
+class RowInvariance:
+    holds: bool  # every row's logits came out bit-identical alone and among others
+    batch_sizes: tuple[int, ...]  # the batches a probe row was run in
+    max_abs_diff: float  # the largest difference found (0.0 when it holds)
+
+
+@torch.inference_mode()
+def check_row_invariance(model: GPT, batch_sizes: tuple[int, ...] = (2, 5, 32), prompt_length: int = 5,
+                         seed: int = 0) -> RowInvariance:
+    """Run a probe row alone, then among other rows of random tokens, and compare its logits bit for bit.
+
+    Both kinds of pass the engine makes are checked: reading a prompt (rows of equal length together)
+    and writing a token (one position per row, each row at its own place in its own cache).
+    """
+    config = model.config
+    device, dtype = model.transformer.wte.weight.device, model.transformer.wte.weight.dtype
+    generator = torch.Generator().manual_seed(seed)
+    prompt_length = min(prompt_length, config.n_positions - 1)
+
+    def run(prompts: torch.Tensor, next_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        caches = [KVCache(config, device, dtype, prompt_length + 1) for _ in range(len(prompts))]
+        read = model(prompts.to(device), caches, last_only=True)[:, -1]
+        written = model(next_tokens.to(device), caches, last_only=True)[:, -1]
+        return read, written
+
+    def random_tokens(*shape) -> torch.Tensor:
+        return torch.randint(config.vocab_size, shape, generator=generator)
+
+    probe, probe_next = random_tokens(1, prompt_length), random_tokens(1, 1)
+    alone = run(probe, probe_next)
+    max_diff = 0.0
+    for size in batch_sizes:
+        where = size // 2  # neither first nor last
+        prompts, next_tokens = random_tokens(size, prompt_length), random_tokens(size, 1)
+        prompts[where], next_tokens[where] = probe[0], probe_next[0]
+        among = run(prompts, next_tokens)
+        for mine, theirs in zip(alone, among):
+            max_diff = max(max_diff, (mine[0].float() - theirs[where].float()).abs().max().item())
+    return RowInvariance(holds=max_diff == 0.0, batch_sizes=tuple(batch_sizes), max_abs_diff=max_diff)

@@ -1,0 +1,55 @@
+"""The writing model's matrix products: a row gets the same bits alone or among other rows.
+
+The classroom engine (model/engine.py) multiplies every student's row by each weight matrix at
+once. A BLAS picks its kernel by the number of rows: a single row goes through a matrix-vector
+kernel, several through a matrix-matrix kernel, and the two add the same products up in different
+orders. So the last bits of a student's logits, and now and then a sampled token, would depend on
+how many others are writing.
+
+oneDNN's matrix product (the library behind PyTorch's CPU convolutions) adds up every row the same
+way for any number of rows from two up, whatever the other rows hold; a lone row is padded with a
+row of zeros to take that same path. Each weight is packed once into oneDNN's own blocked layout,
+so no call has to rearrange it again.
+`model.engine.check_row_invariance` confirms the property on the machine the app runs on.
+"""
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+
+def available() -> bool:
+    """oneDNN is built into PyTorch's CPU wheels for x86; elsewhere the writer keeps nn.Linear."""
+    return torch.backends.mkldnn.is_available()
+
+
+class RowInvariantLinear(nn.Module):
+    """nn.Linear's function (inference only), computed by oneDNN with the weight packed once.
+
+    The packed weight is a copy in oneDNN's own layout; the bias is the nn.Linear's own Parameter.
+    """
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.packed_weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach().contiguous(), None)
+        self.bias = linear.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features)  # (B, T, in) -> (B*T, in): every token is a row
+        n = rows.size(0)
+        if n == 1:
+            rows = F.pad(rows, (0, 0, 0, 1))  # a lone row would take the matrix-vector path: add a row of zeros
+        out = torch.ops.mkldnn._linear_pointwise(rows, self.packed_weight, self.bias, "none", [], "")
+        return out[:n].view(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, packed for oneDNN"
+
+
+def use_row_invariant_products(model: nn.Module) -> nn.Module:
+    """Replace every nn.Linear of `model` (in place) by a RowInvariantLinear."""
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.Linear):
+                setattr(parent, name, RowInvariantLinear(child))
+    return model

@@ -1,0 +1,82 @@
+"""The writing model's products: nn.Linear's numbers, and the same bits for a row alone or among others."""
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from model.fast import load_student
+from model.products import RowInvariantLinear, use_row_invariant_products
+from model.sampling import SamplingSettings
+from model.tokenizer import encode
+from model.verify import reference_greedy
+
+GREEDY = SamplingSettings(max_new_tokens=48, temperature=0, top_k=None, stop_at_eot=False)
+PROMPT = encode("The meaning of life is")
+GPT2_MATRICES = [(768, 2304, True), (768, 768, True), (768, 3072, True), (3072, 768, True), (768, 50257, False)]
+GPT2_MATRIX_NAMES = ["c_attn", "attn.c_proj", "c_fc", "mlp.c_proj", "lm_head"]
+
+
+def linear_stored_in_out(in_features, out_features, bias=True, seed=0):
+    """An nn.Linear whose weight is a transposed view of (in, out) memory, as GPT-2's weights load."""
+    generator = torch.Generator().manual_seed(seed)
+    linear = nn.Linear(in_features, out_features, bias=bias, device="meta")
+    linear.weight = nn.Parameter(torch.randn(in_features, out_features, generator=generator).t(), requires_grad=False)
+    if bias:
+        linear.bias = nn.Parameter(torch.randn(out_features, generator=generator), requires_grad=False)
+    return linear
+
+
+@pytest.mark.parametrize("in_features, out_features, bias", GPT2_MATRICES, ids=GPT2_MATRIX_NAMES)
+def test_rows_get_nn_linears_numbers_to_float32_rounding(in_features, out_features, bias):
+    linear = linear_stored_in_out(in_features, out_features, bias)
+    x = torch.randn(3, 5, in_features, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = F.linear(x, linear.weight, linear.bias)
+        got = RowInvariantLinear(linear)(x)
+    assert got.shape == expected.shape == (3, 5, out_features)
+    # The same products, summed in another order: float32's last digits may differ, nothing more.
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+
+
+@pytest.mark.parametrize("in_features, out_features, bias", GPT2_MATRICES + [(32, 96, True), (80, 64, True)],
+                         ids=GPT2_MATRIX_NAMES + ["tiny", "odd"])
+def test_a_row_gets_the_same_bits_alone_and_among_any_number_of_others(in_features, out_features, bias):
+    layer = RowInvariantLinear(linear_stored_in_out(in_features, out_features, bias))
+    generator = torch.Generator().manual_seed(2)
+    row = torch.randn(1, in_features, generator=generator)
+    with torch.no_grad():
+        alone = layer(row)
+        for rows in (2, 3, 4, 7, 31, 32):
+            others = torch.randn(rows, in_features, generator=generator) * 10
+            for where in (0, rows // 2, rows - 1):
+                batch = others.clone()
+                batch[where] = row[0]
+                assert torch.equal(layer(batch)[where], alone[0]), f"row {where} of {rows}"
+
+
+def test_the_bias_is_the_linears_own_parameter():
+    linear = linear_stored_in_out(64, 96)
+    model = use_row_invariant_products(nn.Sequential(linear, nn.GELU(), linear_stored_in_out(96, 32)))
+    assert [type(layer) for layer in model] == [RowInvariantLinear, nn.GELU, RowInvariantLinear]
+    assert model[0].bias is linear.bias
+
+
+# --- the writing model ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["tiny", "trained", "gpt2"])
+def test_the_writing_model_writes_token_for_token_what_reference_generate_writes(request, name):
+    reference = request.getfixturevalue(f"{name}_reference")
+    writer = load_student(reference)
+    assert isinstance(writer.transformer.h[0].mlp.c_fc, RowInvariantLinear) and isinstance(writer.lm_head,
+                                                                                         RowInvariantLinear)
+    n = min(GREEDY.max_new_tokens, reference.config.n_positions - len(PROMPT))  # within the tiny ones' context
+    assert writer.generate(PROMPT, replace(GREEDY, max_new_tokens=n)) == reference_greedy(reference, PROMPT, n)
+
+
+def test_a_half_precision_writer_keeps_each_matrix_in_nn_linears_own_layout(tiny_reference):
+    writer = load_student(tiny_reference, "bfloat16")
+    assert {(p.dtype, p.is_contiguous()) for p in writer.parameters()} == {(torch.bfloat16, True)}
+    assert writer.lm_head.weight is writer.transformer.wte.weight
+    assert type(writer.transformer.h[0].mlp.c_fc) is nn.Linear
