@@ -6,6 +6,7 @@ from transformers import GPT2LMHeadModel
 from demo.gpu import on_gpu
 from model.fast import load_student
 from model.gpt import GPT
+from model.knowledge import random_init
 from model.reference import HUB_SHAPES, ModelLoadError, load_reference, random_reference
 from model.verify import DEFAULT_PROMPT, verify
 
@@ -18,6 +19,7 @@ class DemoState:
     student: GPT  # the model that writes, in `dtype`, laid out for speed (model.fast.load_student)
     dtype: str
     startup_report: dict  # verify() on the lesson's first prompt, as JSON
+    random_student: GPT  # the same class and config on GPT-2's random initialisation: what the weights add
     fallback_reason: str | None = None  # why the real weights could not be had, if they could not
 
     @property
@@ -44,4 +46,5 @@ def load_state(name_or_dir: str = "gpt2", device: str = "auto", dtype: str = "fl
     verifier = GPT.from_hf(reference)
     student = load_student(reference, dtype)
     report = on_gpu(verify)(reference, DEFAULT_PROMPT, student=verifier).to_dict()
-    return DemoState(name_or_dir, reference, verifier, student, dtype, report, fallback_reason)
+    random_student = random_init(verifier.config, reference.device)
+    return DemoState(name_or_dir, reference, verifier, student, dtype, report, random_student, fallback_reason)
