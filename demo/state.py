@@ -1,5 +1,5 @@
 """The one model every user of the app shares: loaded once, verified once, then only read."""
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from transformers import GPT2LMHeadModel
 
@@ -8,7 +8,13 @@ from demo.gpu import on_gpu
 from model.engine import Engine, RowInvariance, check_row_invariance
 from model.fast import load_student
 from model.gpt import GPT
-from model.reference import HUB_SHAPES, HubUnreachableError, load_reference, random_reference
+from model.knowledge import random_init
+from model.reference import (
+    HUB_SHAPES,
+    HubUnreachableError,
+    load_reference,
+    random_reference,
+)
 from model.verify import DEFAULT_PROMPT, verify
 
 ENGINE_ROWS = 32  # a class of 30 writing at once, and the teacher
@@ -25,6 +31,7 @@ class DemoState:
     student: GPT  # the model that writes, in `dtype`, laid out for speed (model.fast.load_student)
     dtype: str
     startup_report: dict  # verify() on the lesson's first prompt, as JSON
+    random_student: GPT  # the same class and config on GPT-2's random initialisation: what the weights add
     fallback_reason: str | None = None  # why the real weights could not be had, if they could not
     engine: Engine | None = None  # the one decoding loop every generation shares; None on ZeroGPU
     row_invariance: RowInvariance | None = None  # checked at start-up: a text is the same alone or in a class
@@ -60,8 +67,9 @@ def load_state(name_or_dir: str = "gpt2", device: str = "auto", dtype: str = "fl
     verifier = GPT.from_hf(reference)
     student = load_student(reference, dtype)
     report = on_gpu(verify)(reference, DEFAULT_PROMPT, student=verifier).to_dict()
+    loaded = DemoState(name_or_dir, reference, verifier, student, dtype, report,
+                       random_student=random_init(verifier.config, reference.device), fallback_reason=fallback_reason)
     if gpu.spaces is not None:  # ZeroGPU lends a GPU per call: a loop that outlives calls cannot hold one
-        return DemoState(name_or_dir, reference, verifier, student, dtype, report, fallback_reason)
+        return loaded
     engine = Engine(student, max_rows=ENGINE_ROWS, max_cache_bytes=ENGINE_CACHE_BYTES)
-    return DemoState(name_or_dir, reference, verifier, student, dtype, report, fallback_reason, engine,
-                     check_row_invariance(student))
+    return replace(loaded, engine=engine, row_invariance=check_row_invariance(student))

@@ -4,12 +4,20 @@ import gradio as gr
 from demo import views
 from demo.api import DemoApi
 from demo.gpu import on_gpu
+from demo.lesson_tab import lesson_tabs
 from demo.views import LESSON_PROMPTS
 from model.bugs import BUGS
 from model.verify import DEFAULT_PROMPT
 
 
 def verify_tab(api: DemoApi):
+    """The check, then the lesson's own steps (demo/lesson_tab.py), each a sub-tab."""
+    with gr.Tab("Check"):
+        check_tab(api)
+    lesson_tabs(api)
+
+
+def check_tab(api: DemoApi):
     """The proof on screen: pick a prompt and a bug, run both models, see every check of the report."""
     shown = views.report_panels(api.state.startup_report)  # until the first run: the tab opens on a result
     with gr.Row():

@@ -6,8 +6,8 @@ changes how the same weights are stored and multiplied, never what they are.
 import torch
 from transformers import GPT2LMHeadModel
 
-from model.gpt import GPT
 from model import products
+from model.gpt import GPT
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -69,7 +69,7 @@ def load_weights(student: nn.Module, reference: nn.Module, bug: str | None = Non
     """
     rows = mapping_for(student, reference, bug)
     theirs = reference.state_dict()
-    problems = {row.ours: problem for row in rows if (problem := _shape_problem(row, theirs))}
+    problems = {row.ours: problem for row in rows if (problem := shape_problem(row, theirs))}
     if problems:
         raise WeightMismatchError(list(problems.values()), list(problems))
     student.load_state_dict({row.ours: _load_one(row, theirs) for row in rows}, assign=True)
@@ -78,7 +78,7 @@ def load_weights(student: nn.Module, reference: nn.Module, bug: str | None = Non
     return student
 
 
-def _shape_problem(row: MappingRow, reference_keys) -> str | None:
+def shape_problem(row: MappingRow, reference_keys) -> str | None:
     """Why this row cannot load, or None if it can."""
     if row.reference not in reference_keys:
         return f"{row.ours}: the reference has no tensor {row.reference!r}"

@@ -14,7 +14,12 @@ from model.tokenizer import EOT_TOKEN, encode
 
 TINY = dict(n_layer=2, n_head=2, n_embd=32, n_positions=64)
 GPT2_SMALL = dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024)  # gpt2's shape
-GPT2_PARAMETERS = 124_439_808  # OpenAI's gpt2, as published
+# Shapes and settings no GPT-2 on the hub has, so a value hard-coded anywhere shows up.
+ODD = dict(n_positions=48, n_layer=3, n_head=4, n_embd=64, n_inner=80, layer_norm_epsilon=1e-2)
+# OpenAI's gpt2 counted three ways, the totals people quote for the same model:
+GPT2_PARAMETERS = 124_439_808  # every tensor once: transformers' num_parameters() ("124M" on the model card)
+GPT2_UNTIED_PARAMETERS = 163_037_184  # lm_head counted again: a sum over the state dict's 149 tensors ("163M")
+GPT2_NON_EMBEDDING_PARAMETERS = 85_056_000  # without wte and wpe, as scaling laws count (Kaplan et al. 2020: "85M")
 # What the trained checkpoint learns by heart, and the prompts that start each recitation.
 MEMORISED = [
     "The capital of France is Paris, and the capital of Italy is Rome.",

@@ -192,3 +192,4 @@ def test_without_the_weights_the_app_starts_on_random_ones_and_says_so(monkeypat
     texts = " ".join(v for v in values if isinstance(v, str))
     assert "randomly initialised GPT-2 of the same shape" in texts
     assert "random weights: expect gibberish" in texts  # the Generate tab's label
+    assert "The same GPT, other random weights (both random)" in texts  # the random-weights column beside it

@@ -1,4 +1,5 @@
-"""The app in a real browser: Debian's Chromium, driven by Playwright, on the trained checkpoint.
+"""The app in a real browser: Debian's Chromium, driven by Playwright, on the trained checkpoint; the
+lesson's sub-tabs also at a phone's width with the keyboard alone, and on a gpt2-shaped and an odd-shaped one.
 
 Screenshots of both tabs go to $DEMO_SCREENSHOTS, or to a pytest temp folder (printed with -s).
 Skipped only where /usr/bin/chromium is absent, and never under CI (CI installs it: .ci/run).
@@ -13,10 +14,19 @@ import pytest
 import demo.api
 from demo.app import build_app
 from demo.state import load_state
+from model.anatomy import parameter_anatomy
 from model.generate import complete, prepare_prompt, stream_text
+from model.knowledge import paragraph_losses
 from model.sampling import MAX_SEED, SamplingSettings
 from model.verify import TEXT_SETTINGS
 from tests.app_server import serving
+from tests.checkpoints import (
+    GPT2_NON_EMBEDDING_PARAMETERS,
+    GPT2_PARAMETERS,
+    GPT2_UNTIED_PARAMETERS,
+    ODD,
+    build_checkpoint,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -208,3 +218,199 @@ def test_bad_input_in_the_page_is_named_and_the_page_goes_on_working(page, state
     send(page, odd)
     page.locator("#chat [data-testid='user']").get_by_text(odd).wait_for()
     page.locator("#chat [data-testid='bot']").get_by_text(answer_to(state, odd, seed=7)).wait_for()
+
+
+# --- the lesson's own steps: keyboard only, at a phone's width ---------------------------------------
+
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture
+def phone(browser, url):
+    page = browser.new_page(viewport=PHONE, is_mobile=True, has_touch=True)
+    page.set_default_timeout(30_000)
+    page.goto(url)
+    yield page
+    page.close()
+
+
+def tab_to(page, target, most: int = 150):
+    """Press Tab until `target` has the focus: the way a keyboard-only user reaches it."""
+    target.wait_for(state="attached")
+    for _ in range(most):
+        if target.evaluate("element => element === document.activeElement"):
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"{most} presses of Tab never reached {target}")
+
+
+def open_tab(page, name: str):
+    """Select a tab with the keyboard; where the tab bar is too narrow for it, through its "More tabs" menu."""
+    tab = page.get_by_role("tab", name=name, exact=True)
+    in_menu = page.get_by_role("button", name=name, exact=True, include_hidden=True)
+    tab.or_(in_menu).first.wait_for(state="attached")  # a tab's bar is drawn when its parent tab first opens
+    if not (tab.count() and tab.is_visible()):
+        tab_to(page, page.get_by_role("button", name="More tabs").filter(visible=True))
+        page.keyboard.press("Enter")
+        tab = page.get_by_role("button", name=name, exact=True)
+    tab_to(page, tab)
+    page.keyboard.press("Enter")
+    page.get_by_role("tab", name=name, exact=True).and_(page.locator("[aria-selected='true']")).wait_for()
+
+
+def test_predict_the_shape_on_a_phone_with_the_keyboard_meets_the_trap(phone, page, state, screenshots):
+    """A student's phone answers; the projector's page, refreshing every few seconds, shows the count."""
+    width = state.verifier.config.n_embd
+    projector = page
+    projector.get_by_role("tab", name="Verify").click()
+    projector.get_by_role("tab", name="Predict the shape").click()
+    projector.locator("#quiz-tensor").get_by_label("attention c_proj", exact=True).check()
+    projector.get_by_label("refresh every 5 s (for the projector)").check()
+
+    open_tab(phone, "Verify")
+    open_tab(phone, "Predict the shape")
+    tab_to(phone, phone.locator("#quiz-tensor").get_by_label("attention c_proj", exact=True))
+    phone.keyboard.press("Space")
+    phone.get_by_text("transformer.h.0.attn.c_proj.weight").first.wait_for()
+    assert f"is [{width}, {width}]" in phone.locator(".quiz-question").inner_text()
+    tab_to(phone, phone.locator("#quiz-shape textarea"))
+    phone.keyboard.type(f"{width}x{width}")
+    tab_to(phone, phone.locator("#quiz-op").get_by_label("copy", exact=True))
+    phone.keyboard.press("Space")
+    tab_to(phone, phone.get_by_role("button", name="Check my answer"))
+    phone.keyboard.press("Enter")
+    feedback = phone.locator("#quiz-feedback .card")
+    feedback.wait_for()
+    assert "Not quite" in feedback.inner_text() and "You met the trap" in feedback.inner_text()
+    assert f"The trap: [{width}, {width}] is square" in feedback.inner_text()
+    tally = phone.locator("#quiz-tally")
+    tally.get_by_text(f"[{width}, {width}] copy").wait_for()
+    assert "0 of 1" in tally.inner_text() and f"[{width}, {width}] transpose" in tally.inner_text()
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # nothing sticks out sideways
+    phone.screenshot(path=screenshots / "predict-phone.png", full_page=True)
+
+    tab_to(phone, phone.locator("#quiz-shape textarea"))
+    phone.keyboard.press("ControlOrMeta+a")
+    phone.keyboard.type("2304; rm -rf /")
+    phone.keyboard.press("Enter")  # Enter in the box checks the answer too
+    phone.get_by_text("Cannot read that answer").wait_for()
+    assert "0 of 1" in tally.inner_text()  # a refused answer is not counted
+
+    projector.locator("#quiz-tally").get_by_text(f"[{width}, {width}] copy").wait_for()  # no click: it refreshed
+    assert projector.locator("#quiz-tally .tally-headline").inner_text() == \
+        f"0 of 1 said [{width}, {width}] transpose (right)"
+    projector.get_by_text("For the teacher").click()
+    projector.get_by_role("button", name="Start the count again").click()
+    projector.locator("#quiz-tally").get_by_text("No answers yet").wait_for()
+
+
+def test_the_mapping_parameters_and_losses_on_a_phone_with_the_keyboard(phone, state, screenshots):
+    open_tab(phone, "Verify")
+    open_tab(phone, "The mapping")
+    tab_to(phone, phone.locator("#mapping-bug input"))
+    phone.keyboard.type("skip_transpose_square")
+    phone.keyboard.press("Enter")
+    red = phone.locator("#mapping-diagram g.arrow.bug > text")  # each red arrow's label
+    red.first.wait_for()
+    layers = state.verifier.config.n_layer
+    assert red.all_text_contents() == ["copy", f"{layers - 1} of {12 * (layers - 1)} changed"]
+    diagram = phone.locator("#mapping-diagram .diagram")
+    assert diagram.evaluate("element => element.scrollWidth > element.clientWidth")  # wider than the phone: it scrolls
+    tab_to(phone, diagram)
+    for _ in range(5):
+        phone.keyboard.press("ArrowRight")
+    phone.wait_for_function("() => document.querySelector('#mapping-diagram .diagram').scrollLeft > 0")
+    phone.screenshot(path=screenshots / "mapping-phone.png", full_page=True)
+
+    open_tab(phone, "Parameters")
+    anatomy = parameter_anatomy(state.verifier)
+    shown = phone.locator("#anatomy").inner_text()
+    for total in (anatomy.tied, anatomy.untied, anatomy.without_embeddings):
+        assert f"{total:,}" in shown
+    phone.screenshot(path=screenshots / "parameters-phone.png", full_page=True)
+
+    open_tab(phone, "Weights = knowledge")
+    tab_to(phone, phone.get_by_role("button", name="Measure the three losses"))
+    phone.keyboard.press("Enter")
+    phone.locator("#losses table").wait_for()
+    assert "equal within the tolerance" in phone.locator("#losses").inner_text()
+    phone.screenshot(path=screenshots / "knowledge-phone.png", full_page=True)
+
+
+def test_generate_writes_the_same_prompt_and_seed_with_random_weights_beside(page, state, screenshots):
+    page.get_by_label("also write with random weights").check()
+    page.locator("#random-chat").wait_for()
+    send(page, PROMPT)
+    page.locator("#chat [data-testid='user']").get_by_text(PROMPT).wait_for()
+    seed = int(page.locator("#seed input").input_value())  # the seed the chat used, shown once it starts
+    page.locator("#chat [data-testid='bot']").get_by_text(answer_to(state, PROMPT, seed)).wait_for()
+    settings = SamplingSettings(max_new_tokens=64, temperature=0.8, top_k=50, seed=seed)
+    gibberish = ("…" + complete(state.random_student, PROMPT, settings)).strip()
+    page.locator("#random-chat [data-testid='bot']").get_by_text(gibberish).wait_for()
+    assert page.locator("#random-chat [data-testid='user']").inner_text() == PROMPT
+    assert gibberish != answer_to(state, PROMPT, seed)
+    page.screenshot(path=screenshots / "generate-random-beside.png", full_page=True)
+
+
+# --- the lesson's own steps follow the checkpoint's shape: gpt2's, and one no hub model has ------------
+
+@pytest.fixture(scope="module", params=["gpt2", "odd"])
+def shaped(request, tmp_path_factory):
+    """(name, state, url) of the app on a gpt2-shaped checkpoint, or on one of an odd shape."""
+    if request.param == "gpt2":
+        folder = request.getfixturevalue("gpt2_dir")
+    else:
+        folder = build_checkpoint(tmp_path_factory.mktemp("odd"), seed=1, initializer_range=0.2, **ODD)
+    state = load_state(str(folder), device="cpu")
+    with serving(build_app(state)) as url:
+        yield request.param, state, url
+
+
+def test_every_lesson_section_follows_the_checkpoints_shape(browser, shaped, screenshots):
+    name, state, url = shaped
+    config = state.verifier.config
+    width, layers = config.n_embd, config.n_layer
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    page.get_by_role("tab", name="Verify").click()
+
+    page.get_by_role("tab", name="Predict the shape").click()
+    assert f"is [{width}, {3 * width}]" in page.locator(".quiz-question").inner_text()
+    page.locator("#quiz-shape textarea").fill(f"[{3 * width}, {width}]")
+    page.locator("#quiz-op").get_by_label("transpose", exact=True).check()
+    page.get_by_role("button", name="Check my answer").click()
+    page.get_by_text(f"{3 * width} = 3 × {width}: query, key and value").wait_for()
+    assert f"1 of 1 said [{3 * width}, {width}] transpose" in page.locator("#quiz-tally").inner_text()
+
+    page.get_by_role("tab", name="The mapping").click()
+    diagram = page.locator("#mapping-diagram")
+    assert {f"[{3 * width}, {width}]", f"[{width}, {3 * width}]", f"[{config.n_inner}, {width}]"} <= \
+        set(diagram.locator("text").all_text_contents())
+    page.get_by_label("load the weights with a bug").click()
+    page.get_by_role("option", name="skip_transpose_square").click()
+    red = diagram.locator("g.arrow.bug > text")
+    red.first.wait_for()
+    assert red.all_text_contents() == ["copy", f"{layers - 1} of {12 * (layers - 1)} changed"]
+    page.screenshot(path=screenshots / f"mapping-{name}.png", full_page=True)
+
+    page.get_by_role("tab", name="Parameters").click()
+    anatomy = parameter_anatomy(state.verifier)
+    totals = (anatomy.tied, anatomy.untied, anatomy.without_embeddings)
+    if name == "gpt2":
+        assert totals == (GPT2_PARAMETERS, GPT2_UNTIED_PARAMETERS, GPT2_NON_EMBEDDING_PARAMETERS)
+    assert all(f"{total:,}" in page.locator("#anatomy").inner_text() for total in totals)
+
+    page.get_by_role("tab", name="Weights = knowledge").click()
+    page.get_by_role("button", name="Measure the three losses").click()
+    cells = page.locator("#losses td")
+    cells.first.wait_for()
+    losses = paragraph_losses(state.reference, state.verifier, state.random_student)
+    shown = dict(zip(cells.all_inner_texts()[0::3], cells.all_inner_texts()[1::3]))
+    for label, loss in [("ours (the loaded weights)", losses.ours), ("the reference (transformers)", losses.reference),
+                        ("ours, random initialisation", losses.random_init)]:
+        assert float(shown[label]) == pytest.approx(loss.cross_entropy, abs=2e-4)
+    assert abs(losses.random_init.cross_entropy - losses.uniform_guess) < 0.5
+    assert "equal within the tolerance" in page.locator("#losses").inner_text()
+    page.screenshot(path=screenshots / f"knowledge-{name}.png", full_page=True)
+    page.close()

@@ -10,12 +10,9 @@ from model.gpt import GPT, GPTConfig, KVCache
 from model.reference import HUB_SHAPES, load_reference
 from model.tokenizer import encode
 from model.verify import TOLERANCE, verify
-from tests.checkpoints import TINY, build_checkpoint
+from tests.checkpoints import ODD, TINY, build_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-# Shapes and settings no GPT-2 on the hub has, so a value hard-coded anywhere shows up.
-ODD = dict(n_positions=48, n_layer=3, n_head=4, n_embd=64, n_inner=80, layer_norm_epsilon=1e-2)
 
 
 def on_meta(build):

@@ -16,8 +16,13 @@ from huggingface_hub.utils import close_session
 
 import demo.state
 from model import reference
+from model.reference import (
+    INTERRUPTED,
+    HubUnreachableError,
+    ModelLoadError,
+    load_reference,
+)
 from model.verify import verify
-from model.reference import INTERRUPTED, HubUnreachableError, ModelLoadError, load_reference
 from tests.app_server import REPO_ROOT, command_serving, wait_until
 from tests.hub_server import Faults, hub_env, serving_hub
 

@@ -38,13 +38,13 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import psutil  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
+from model.matvec import SplitKLinear, use_split_k  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from model.bugs import BUGS  # noqa: E402
 from model.fast import load_student  # noqa: E402
 from model.gpt import GPT  # noqa: E402
-from model.matvec import SplitKLinear, use_split_k  # noqa: E402
 from model.reference import load_reference  # noqa: E402
 from model.sampling import SamplingSettings  # noqa: E402
 from model.tokenizer import encode  # noqa: E402

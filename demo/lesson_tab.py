@@ -1,0 +1,139 @@
+"""The lesson's own steps, as sub-tabs of the Verify tab: predict the shape, see the mapping, count the
+parameters, watch the weights become knowledge.
+
+Everything here is computed from the loaded models (their mapping table, their config, their
+parameters), never from GPT-2's numbers written down, so it is right for any checkpoint.
+"""
+import functools
+
+import gradio as gr
+
+from demo import lesson_views
+from demo.api import DemoApi, user_error
+from demo.diagram import diagram_html
+from demo.gpu import on_gpu
+from demo.tally import NEW_PAGE, AnswerTally
+from demo.views import bug_description
+from model import quiz
+from model.anatomy import parameter_anatomy
+from model.bugs import BUGS
+from model.knowledge import PARAGRAPH, paragraph_losses
+from model.mapping import build_mapping
+from model.plan import load_plan
+
+TALLY_SECONDS = 5  # how often a page that asks for it (the projector's) reloads the tally: one small request
+
+
+def lesson_tabs(api: DemoApi):
+    """The four sub-tabs, each built from the loaded models."""
+    with gr.Tab("Predict the shape"):
+        predict_the_shape(api)
+    with gr.Tab("The mapping"):
+        the_mapping(api)
+    with gr.Tab("Parameters"):
+        anatomy = parameter_anatomy(api.state.verifier).to_dict()
+        gr.HTML(lesson_views.anatomy_html(anatomy, api.state.model_name), elem_classes="lesson", elem_id="anatomy")
+    with gr.Tab("Weights = knowledge"):
+        weights_are_the_knowledge(api)
+
+
+def predict_the_shape(api: DemoApi):
+    """The quiz: a tensor of the reference, the student's shape and operation, graded; the class's tally."""
+    questions = {question.kind: question for question in quiz.questions(build_mapping(api.state.verifier,
+                                                                                        api.state.reference))}
+    tally = AnswerTally({kind: quiz.answer_text(q.row.our_shape, q.row.op) for kind, q in questions.items()})
+    first = next(iter(questions.values()))
+    gr.Markdown("Predict before you look: for each kind of tensor, the reference's name and shape are given. "
+                "Type the shape our GPT stores it in, and pick what the load does. The class's answers are "
+                "counted, with no names: each open page's first answer to each tensor.")
+    kind = gr.Radio(list(questions), value=first.kind, label="the tensor", elem_id="quiz-tensor")
+    asked = gr.HTML(lesson_views.question_html(first), elem_classes="lesson")
+    with gr.Row():
+        shape = gr.Textbox(label="our shape", placeholder="[rows, columns]", max_length=quiz.MAX_ANSWER_CHARS,
+                           elem_id="quiz-shape", scale=2, min_width=160)
+        op = gr.Radio(list(quiz.OPS), label="what the load does", elem_id="quiz-op", scale=2, min_width=240)
+        check = gr.Button("Check my answer", variant="primary", scale=1, min_width=140)
+    feedback = gr.HTML(elem_classes="lesson", elem_id="quiz-feedback")
+    gr.Markdown("### The class's answers")
+    counted = gr.HTML(lesson_views.tally_html(first, {}), elem_classes="lesson", elem_id="quiz-tally")
+    with gr.Row():
+        refresh = gr.Button("Refresh the count", size="sm", min_width=140)
+        live = gr.Checkbox(False, label=f"refresh every {TALLY_SECONDS} s (for the projector)", min_width=200)
+    with gr.Accordion("For the teacher", open=False):
+        gr.Markdown("Anyone with the page can start the count again: there are no logins in class.")
+        reset = gr.Button("Start the count again", variant="stop", size="sm")
+    timer = gr.Timer(TALLY_SECONDS, active=False)
+    answered = gr.State(NEW_PAGE)  # which tensors this page has been counted on
+
+    def question_of(name) -> quiz.Question:
+        if name not in questions:
+            raise user_error(f"pick one of the tensors: {', '.join(questions)}")
+        return questions[name]
+
+    def show(name):
+        question = question_of(name)
+        return lesson_views.question_html(question), "", None, "", lesson_views.tally_html(question, tally.counts(name))
+
+    def grade(name, text, operation, page):
+        question = question_of(name)
+        try:
+            result = quiz.grade(question, text, operation)
+        except ValueError as error:
+            return lesson_views.refusal_html(str(error)), gr.skip(), page
+        page = tally.add_first(page, name, result.answer)
+        return lesson_views.grade_html(result), lesson_views.tally_html(question, tally.counts(name)), page
+
+    def count(name):
+        return lesson_views.tally_html(question_of(name), tally.counts(name))
+
+    def start_again(name):
+        tally.reset()
+        return count(name)
+
+    quick = dict(api_visibility="private", queue=False)  # a lookup or a count: no slot to wait for
+    kind.change(show, kind, [asked, shape, op, feedback, counted], **quick)
+    for submitted in (check.click, shape.submit):
+        submitted(grade, [kind, shape, op, answered], [feedback, counted, answered], **quick)
+    refresh.click(count, kind, counted, **quick)
+    timer.tick(count, kind, counted, show_progress="hidden", **quick)
+    live.change(lambda on: gr.Timer(active=on), live, timer, **quick)
+    reset.click(start_again, kind, counted, **quick)
+
+
+def the_mapping(api: DemoApi):
+    """Both module trees side by side, an arrow per tensor; with a bug, what it changes in red."""
+    reference, ours = api.state.reference, api.state.verifier
+    reference_types = {name: type(module).__name__ for name, module in reference.named_modules()}
+    our_types = {name: type(module).__name__ for name, module in ours.named_modules()}
+
+    def draw(bug):
+        if bug not in ("none", *BUGS):
+            raise user_error(f"bug must be none or one of {', '.join(BUGS)}, got {bug!r}")
+        return diagram_html(load_plan(reference, None if bug == "none" else bug), reference_types, our_types)
+
+    bug = gr.Dropdown(["none", *BUGS], value="none", label="load the weights with a bug", elem_id="mapping-bug",
+                      info=bug_description("none"))
+    diagram = gr.HTML(draw("none"), elem_classes="lesson", elem_id="mapping-diagram")
+    bug.change(lambda name: (draw(name), gr.Dropdown(info=bug_description(name))), bug, [diagram, bug],
+               api_visibility="private", queue=False)
+
+
+def weights_are_the_knowledge(api: DemoApi):
+    """The loss on a fixed paragraph: ours, the reference, and the same class on random weights."""
+    state = api.state
+    gr.Markdown("The same GPT class, once with the loaded weights and once with GPT-2's random initialisation, "
+                "reads the paragraph below and predicts each next token. **Predict first:** what mean "
+                "cross-entropy does a model that knows nothing get, choosing among "
+                f"{state.vocab_size:,} tokens? (The Generate tab can also write with the random weights.)")
+    with gr.Accordion("The paragraph", open=False):
+        gr.Markdown(PARAGRAPH)
+    measure = gr.Button("Measure the three losses", variant="primary")
+    shown = gr.HTML(elem_classes="lesson", elem_id="losses")
+
+    @functools.cache  # the same paragraph and weights every time: measured once, for the whole class
+    def measured() -> str:
+        losses = paragraph_losses(state.reference, state.verifier, state.random_student)
+        return lesson_views.losses_html(losses.to_dict(), random_weights_loaded=state.fallback_reason is not None)
+
+    measure.click(on_gpu(measured), None, shown, api_visibility="private", concurrency_id="verify",
+                  concurrency_limit=1)
