@@ -10,8 +10,8 @@ reading one. Each new token goes to its request at once. A request that stops (i
 
 Every row is computed exactly as it would be alone: the model's products give each row the same
 bits whatever the other rows hold (model/matvec.py), attention reads each row's own cache, and
-each request samples with its own seeded generator. `row_invariance` checks this on the machine
-the app runs on.
+each request samples with its own seeded generator. `check_row_invariance` confirms it on the
+machine the app runs on.
 """
 import queue
 import threading
