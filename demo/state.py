@@ -7,7 +7,7 @@ from demo.gpu import on_gpu
 from model.fast import load_student
 from model.gpt import GPT
 from model.reference import HUB_SHAPES, ModelLoadError, load_reference, random_reference
-from model.verify import DEFAULT_PROMPT, verify
+from model.verify import DEFAULT_PROMPT, precision_dtypes, verify
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,9 @@ class DemoState:
     verifier: GPT  # float32, sharing the reference's memory: the model verification checks
     student: GPT  # the model that writes, in `dtype`, laid out for speed (model.fast.load_student)
     dtype: str
+    # The correct model in each lower precision the report measures (bfloat16, and float16 on a GPU): the writing
+    # model where it is one, else a copy kept for every report, instead of one made for each.
+    lower_precision: dict[str, GPT]
     startup_report: dict  # verify() on the lesson's first prompt, as JSON
     fallback_reason: str | None = None  # why the real weights could not be had, if they could not
 
@@ -43,5 +46,8 @@ def load_state(name_or_dir: str = "gpt2", device: str = "auto", dtype: str = "fl
         reference, fallback_reason = random_reference(name_or_dir, device), str(error)
     verifier = GPT.from_hf(reference)
     student = load_student(reference, dtype)
-    report = on_gpu(verify)(reference, DEFAULT_PROMPT, student=verifier).to_dict()
-    return DemoState(name_or_dir, reference, verifier, student, dtype, report, fallback_reason)
+    lower_precision = {name: student if name == dtype else load_student(reference, name)
+                       for name in precision_dtypes(reference.device)}
+    report = on_gpu(verify)(reference, DEFAULT_PROMPT, student=verifier, lower_precision=lower_precision)
+    return DemoState(name_or_dir, reference, verifier, student, dtype, lower_precision, report.to_dict(),
+                     fallback_reason)
