@@ -17,8 +17,8 @@ class DemoState:
     verifier: GPT  # float32, sharing the reference's memory: the model verification checks
     student: GPT  # the model that writes, in `dtype`, laid out for speed (model.fast.load_student)
     dtype: str
-    # The correct model in each lower precision the report measures (bfloat16, and float16 on a GPU): the writing
-    # model where it is one, else a copy kept for every report, instead of one made for each.
+    # The correct model in each lower precision the report measures (model.verify.PRECISIONS): the writing model
+    # where it is one, else a copy kept for every report, instead of one made for each.
     lower_precision: dict[str, GPT]
     startup_report: dict  # verify() on the lesson's first prompt, as JSON
     fallback_reason: str | None = None  # why the real weights could not be had, if they could not

@@ -69,7 +69,7 @@ class VerificationReport:
     lesson_atol_holds: bool
     loose_atol: float  # a tolerance loose enough to call a near miss "floating-point noise"
     # Our model against the float32 reference, per dtype: float32 (this report's model: the noise
-    # floor), then bfloat16 (and float16 on a GPU): {dtype, max_abs_logit_diff, allclose, atol_needed,
+    # floor), then each lower precision (verify.PRECISIONS): {dtype, max_abs_logit_diff, allclose, atol_needed,
     # greedy_tokens_agree}. Informative: a lower precision is not expected to pass the float32 tolerance.
     precision: list[dict]
     layer_names: list[str]

@@ -135,9 +135,13 @@ def _teacher_forced(model: GPT, ids: list[int], theirs: list[int]) -> tuple[torc
     return logits[:, :len(ids)], _agreement(logits[0, len(ids) - 1:].argmax(-1).tolist(), theirs)
 
 
+# The lower precisions a report measures, by device type. float16 is for GPUs (model.fast refuses it on a
+# CPU); a Mac's GPU runs bfloat16 only from macOS 14, so there float16 alone.
+PRECISIONS = {"cpu": ["bfloat16"], "cuda": ["bfloat16", "float16"], "mps": ["float16"]}
+
+
 def precision_dtypes(device: torch.device) -> list[str]:
-    """The lower precisions the report measures: bfloat16 everywhere, float16 too on a GPU."""
-    return ["bfloat16"] if device.type == "cpu" else ["bfloat16", "float16"]
+    return PRECISIONS.get(device.type, ["bfloat16"])
 
 
 def _precision_row(dtype: str, logits, reference_logits, greedy_tokens_agree: int) -> dict:
