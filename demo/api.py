@@ -82,7 +82,8 @@ class DemoApi:
             raise user_error(f"bug must be none or one of {', '.join(BUGS)}, got {bug!r}")
         prompt = _checked_prompt(prompt)
         with shown_to_user():
-            report = verify(self.state.reference, prompt, None if bug == "none" else bug, student=self.state.verifier)
+            report = verify(self.state.reference, prompt, None if bug == "none" else bug, student=self.state.verifier,
+                            lower_precision=self.state.lower_precision)
         verified = Prompt(prompt, report.prompt_tokens, len(encode(prompt)) - len(report.prompt_tokens))
         if verified.notice:
             gr.Warning(verified.notice)

@@ -1,4 +1,5 @@
-"""The Verify tab: the report of `model/verify.py`, shown as cards, a plot, tables and the mapping."""
+"""The Verify tab: the report of `model/verify.py`, shown as cards, a plot, tables, the tolerance axis
+and the mapping with every tensor's audit."""
 import gradio as gr
 
 from demo import views
@@ -26,7 +27,8 @@ def check_tab(api: DemoApi):
         bug = gr.Radio(["none", *BUGS], value="none", scale=3, label="load the weights with a bug",
                        info=views.bug_description("none"))
         run = gr.Button("Verify", variant="primary", scale=1, min_width=100)
-    gr.Markdown("Verification always runs in float32, whatever dtype the Generate tab uses.")
+    gr.Markdown("Verification runs in float32, whatever dtype the Generate tab uses; the tolerance axis adds our "
+                "model in lower precision, to show how far rounding alone moves the logits.")
     panels = dict(verdict=gr.HTML(shown["verdict"], elem_classes="lesson"),
                   texts=gr.HTML(shown["texts"], elem_classes="lesson"))
     with gr.Row(equal_height=True):
@@ -34,14 +36,17 @@ def check_tab(api: DemoApi):
             shown["layers"], x="layer", y="log10_diff", color="load", color_map=views.PLOT_COLOURS,
             title="The residual stream after each layer: max |ours − reference|",
             x_title="layer (0 = embeddings)", y_title="log10 max |Δ|", y_lim=views.PLOT_LOG10_RANGE,
-            tooltip=["load", "name", "max_abs_diff"], height=320, scale=3)
+            sort=views.layer_axis(api.state.startup_report),  # whole layers, in order
+            tooltip=["load", "name", "max_abs_diff"], height=320, scale=3, min_width=340)  # a phone: one per line
         panels["top_k"] = gr.Dataframe(shown["top_k"], label="next token: ours vs the reference", interactive=False,
-                                       wrap=True, scale=2)
+                                       wrap=True, scale=2, min_width=340)
+    panels["broken_top_k"] = gr.HTML(shown["broken_top_k"], elem_classes="lesson")
+    panels["tolerance"] = gr.HTML(shown["tolerance"], elem_classes="lesson")
     with gr.Row():
         panels["checks"] = gr.Dataframe(shown["checks"], label="the checks", interactive=False, wrap=True,
-                                        column_widths=["8%", "37%", "55%"])
-        panels["facts"] = gr.HTML(shown["facts"], padding=True, elem_classes="lesson")
-    gr.Markdown("### The mapping table: where each of our parameters comes from")
+                                        column_widths=["8%", "37%", "55%"], min_width=340)
+        panels["facts"] = gr.HTML(shown["facts"], padding=True, elem_classes="lesson", min_width=340)
+    gr.Markdown("### The mapping table: where each of our parameters comes from, and whether its values arrived")
     panels["mapping"] = gr.HTML(shown["mapping"], elem_classes="lesson")
     with gr.Accordion("The report as JSON (what the /verify_report endpoint returns)", open=False):
         panels["json"] = gr.JSON(shown["json"])

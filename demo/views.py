@@ -11,6 +11,8 @@ from html import escape
 import pandas as pd
 
 from model.bugs import BUGS
+from model.mapping import fold_blocks
+from model.report import AXIS_DECADES, tolerance_marks, tolerance_points
 
 LESSON_PROMPTS = [
     "The meaning of life is",
@@ -29,7 +31,8 @@ PLOT_COLOURS = {"correct load": "#15803d", "broken load": "#dc2626"}
 # A log scale has no 0: a layer that matches to the last bit is drawn at this height.
 EXACT_MATCH_DRAWN_AT = 1e-8
 PLOT_LOG10_RANGE = [-9, 4]  # the same axis on every run: exact matches at the bottom, broken loads high up
-LAYER_INDEX = re.compile(r"\.h\.(\d+)\.")
+# The tolerance axis: a colour for each kind of thing it places.
+AXIS_COLOURS = {"float32": "#15803d", "bfloat16": "#2563eb", "float16": "#7c3aed", "bug": "#dc2626"}
 EOT_RUN = re.compile(f"(?:{re.escape(escape('<|endoftext|>'))})+")
 
 
@@ -81,7 +84,8 @@ def fallback_banner_html(model_name: str, reason: str) -> str:
 def report_panels(report: dict) -> dict:
     """Every view of a report, by the name of the Verify tab's panel that shows it."""
     return dict(verdict=verdict_html(report), texts=texts_html(report), layers=layer_plot(report),
-                top_k=top_k_table(report), checks=checks_table(report), facts=facts_html(report),
+                top_k=top_k_table(report), broken_top_k=broken_top_k_html(report),
+                tolerance=tolerance_axis_html(report), checks=checks_table(report), facts=facts_html(report),
                 mapping=mapping_html(report), json=report)
 
 
@@ -138,33 +142,71 @@ def facts_html(report: dict) -> str:
 # --- the mapping table ---------------------------------------------------------------------------
 
 def mapping_html(report: dict) -> str:
-    """The mapping table, one row per parameter pattern (block rows folded), coloured by operation."""
-    changed = {row["ours"]: row["op"] for row in (report["broken"] or {}).get("changed_rows", [])}
-    groups: dict[tuple, list[int]] = {}  # (name pattern, shapes, op, bug op) -> block indices
-    order: dict[str, int] = {}  # name pattern -> its place in the model, so a bug's rows stay in place
-    for row in report["mapping"]:
-        pattern, block = _block_pattern(row["ours"])
-        order.setdefault(pattern, len(order))
-        key = (pattern, tuple(row["our_shape"]), tuple(row["reference_shape"]), row["op"], changed.get(row["ours"]))
-        groups.setdefault(key, []).append(block)
+    """The mapping table, one row per parameter pattern (block rows folded), coloured by operation, with
+    each tensor's audit: OK where it holds exactly the reference's values, for the correct load and a broken one.
+    """
+    broken = report["broken"] or {}
+    changed = {row["ours"]: row["op"] for row in broken.get("changed_rows", [])}
+    audited = {row["ours"]: row for row in broken.get("mapping", [])}  # empty when no broken load ran
+
+    def key(row):  # rows fold together only where everything shown about them is the same
+        theirs = audited.get(row["ours"], {})
+        return (tuple(row["our_shape"]), tuple(row["reference_shape"]), row["op"], changed.get(row["ours"]),
+                row["values_equal"], row["shares_memory"], theirs.get("values_equal"), theirs.get("shares_memory"))
+
     counts = {op: sum(row["op"] == op for row in report["mapping"]) for op in OP_MEANINGS}
     legend = "".join(f"<span class='chip' style='background:{OP_COLOURS[op]}'>{op} ×{counts[op]}</span> "
                      f"{OP_MEANINGS[op]} " for op in OP_MEANINGS)
     if changed:
         legend += (f"<span class='chip' style='background:{OP_COLOURS['bug']}'>bug ×{len(changed)}</span> "
                    "what the bug does instead")
-    in_place = sorted(groups.items(), key=lambda group: (order[group[0][0]], group[1][0] or 0))
-    rows = "".join(_mapping_row(*key, blocks) for key, blocks in in_place)
-    return (f"<div class='legend'>{legend}</div><div class='mapping'><table>"
-            f"<tr><th>our parameter</th><th>ours</th><th>operation</th><th>reference</th></tr>{rows}</table></div>")
+    broken_column = f"<th>broken load ({escape(broken['bug'])})</th>" if audited else ""
+    rows = "".join(_mapping_row(name, group[0], changed.get(group[0]["ours"]), audited.get(group[0]["ours"]))
+                   for name, group in fold_blocks(report["mapping"], key))
+    return (f"{audit_summary_html(report)}<div class='legend'>{legend}</div><div class='mapping'><table>"
+            f"<tr><th>our parameter</th><th class='shape'>ours</th><th>operation</th><th class='shape'>reference</th>"
+            f"<th>correct load</th>"
+            f"{broken_column}</tr>{rows}</table></div>")
 
 
-def _mapping_row(pattern, our_shape, reference_shape, op, bug_op, blocks) -> str:
+def _mapping_row(name: str, row: dict, bug_op: str | None, broken_row: dict | None) -> str:
+    op = row["op"]
     colour = OP_COLOURS["bug" if bug_op else op]
     doing = f"<s>{op}</s> <b>{bug_op}</b>" if bug_op else op
-    return (f"<tr style='background:{colour}'><td><code>{escape(_folded(pattern, blocks))}</code></td>"
-            f"<td>{list(our_shape)}</td>"
-            f"<td>← {doing}</td><td>{list(reference_shape)}</td></tr>")
+    broken_cell = _audit_cell(broken_row) if broken_row else ""
+    return (f"<tr style='background:{colour}'><td><code>{escape(name)}</code></td>"
+            f"<td class='shape'>{row['our_shape']}</td><td>← {doing}</td>"
+            f"<td class='shape'>{row['reference_shape']}</td>{_audit_cell(row)}{broken_cell}</tr>")
+
+
+def _audit_cell(row: dict) -> str:
+    """OK / NOT OK for one tensor's values, and whether it is the reference's own memory."""
+    memory = "the reference's memory" if row["shares_memory"] else "its own memory"
+    verdict = "<b>✓ OK</b>" if row["values_equal"] else "<b>✗ NOT OK</b>"
+    return f"<td class='audit {'pass' if row['values_equal'] else 'fail'}'>{verdict} <small>{memory}</small></td>"
+
+
+def audit_summary_html(report: dict) -> str:
+    """Every tensor checked against the reference's values, in one sentence per load."""
+    correct = report["mapping"]
+    equal, shared = sum(row["values_equal"] for row in correct), sum(row["shares_memory"] for row in correct)
+    lines = [f"{_mark_html(equal == len(correct))} <b>Correct load</b>: {equal} of {len(correct)} tensors hold "
+             f"exactly the reference's values (transposed where the table says); {shared} are its very memory, "
+             f"{len(correct) - shared} a copy."]
+    broken = report["broken"]
+    if broken is not None:
+        name = f"<b>Broken load ({escape(broken['bug'])})</b>"
+        wrong = [row["ours"] for row in broken["mapping"] if not row["values_equal"]]
+        if broken["refused"]:
+            lines.append(f"{name}: refused by the mapping. No tensor was loaded, so there is none to check.")
+        elif wrong:
+            lines.append(f"{_mark_html(False)} {name}: <b>{len(wrong)} NOT OK</b>: {_layer_span(wrong)}; "
+                         f"the other {len(broken['mapping']) - len(wrong)} are OK.")
+        else:
+            lines.append(f"{_mark_html(True)} {name}: every tensor OK. <b>The weights are right; the architecture "
+                         "is not.</b> No check of a tensor can see that, only the logits can: that is why they "
+                         "are the test.")
+    return "<ul class='facts audit-summary'>" + "".join(f"<li>{line}</li>" for line in lines) + "</ul>"
 
 
 # --- the plot, the top-k table, the texts --------------------------------------------------------
@@ -172,7 +214,8 @@ def _mapping_row(pattern, our_shape, reference_shape, op, bug_op, blocks) -> str
 def layer_plot(report: dict) -> pd.DataFrame:
     """Max abs difference of the residual stream after each layer (log10), correct and broken loads.
 
-    x is the layer's position (0 = embeddings), so the layers stay in order on a numeric axis. Both
+    x is the layer's position (0 = embeddings) as a label, so the axis has one tick per whole layer,
+    kept in order by `layer_axis`. Both
     series are always there, a missing one as NaN: Gradio's plot keeps the colours it first saw. No
     tolerance line: allclose also allows rtol·|value|, and GPT-2's residual stream holds values in
     the thousands, so a plain atol line would wrongly flag a correct load.
@@ -183,8 +226,13 @@ def layer_plot(report: dict) -> pd.DataFrame:
     series = {"correct load": report["layer_max_abs_diff"],
               "broken load": (broken and broken["layer_max_abs_diff"]) or no_broken_load}
     return pd.DataFrame(
-        [{"layer": i, "name": names[i], "load": load, "max_abs_diff": diff, "log10_diff": _log10(diff)}
-         for load, diffs in series.items() for i, diff in enumerate(diffs)])
+        [{"layer": layer, "name": name, "load": load, "max_abs_diff": diff, "log10_diff": _log10(diff)}
+         for load, diffs in series.items() for layer, name, diff in zip(layer_axis(report), names, diffs)])
+
+
+def layer_axis(report: dict) -> list[str]:
+    """The layer plot's x values in order: "0" (the embeddings), "1" (block 0), ..."""
+    return [str(i) for i in range(len(report["layer_names"]))]
 
 
 def _log10(diff: float) -> float:
@@ -196,6 +244,31 @@ def top_k_table(report: dict) -> pd.DataFrame:
     return pd.DataFrame([(repr(row["text"]), f"{row['p_ours']:.6f}", f"{row['p_reference']:.6f}",
                           f"{abs(row['p_ours'] - row['p_reference']):.1e}") for row in report["top_k"]],
                         columns=["next token", "p ours", "p reference", "|Δ|"])
+
+
+def broken_top_k_html(report: dict) -> str:
+    """The broken load's next-token probabilities beside the correct load's and the reference's, and
+    how many of the reference's greedy tokens it writes too."""
+    broken = report["broken"]
+    title = "<div class='broken-next'><h3>The broken load's next token</h3>"
+    if broken is None:
+        return (f"{title}<p class='muted'>Pick a bug and run again: its next-token probabilities appear here, "
+                f"beside the correct load's and the reference's.</p></div>")
+    if broken["refused"]:
+        return (f"{title}<p>Bug <b>{escape(broken['bug'])}</b> was refused by the mapping: it never ran, "
+                f"so it predicts nothing.</p></div>")
+    agree, n = broken["greedy_tokens_agree"], report["greedy_tokens"]
+    greedy = f"Greedy: <b>{agree} of {n}</b> tokens the broken load writes agree with the reference's."
+    if agree == n and not broken["allclose"]:
+        greedy += (f" <b>The text agrees; the logits do not</b> (max |Δ| {broken['max_abs_logit_diff']:.1e}): "
+                   "only comparing the logits catches this bug.")
+    rows = "".join(f"<tr><td><code>{escape(repr(row['text']))}</code></td><td>{row['p_correct']:.6f}</td>"
+                   f"<td class='broken'>{row['p_broken']:.6f}</td><td>{row['p_reference']:.6f}</td>"
+                   f"<td>{abs(row['p_broken'] - row['p_reference']):.1e}</td></tr>" for row in broken["top_k"])
+    return (f"{title}<p>{greedy}</p><div class='table'><table><tr><th>next token</th><th>p correct</th>"
+            f"<th>p broken ({escape(broken['bug'])})</th><th>p reference</th><th>|Δ| broken</th></tr>{rows}"
+            "</table></div>"
+            "<p class='muted'>The reference's likeliest tokens, then the broken load's own favourites.</p></div>")
 
 
 def texts_html(report: dict) -> str:
@@ -220,7 +293,82 @@ def bug_description(bug: str) -> str:
         return "The correct load only: every tensor copied, transposed or tied as the mapping table says."
     info = BUGS[bug]
     kind = "silent: it loads and runs" if info.silent else "loud: the mapping refuses to load it"
+    if info.near_miss:
+        kind += ", and writes the same text"
     return f"**{bug}** ({kind}). {info.summary}"
+
+
+# --- the tolerance axis --------------------------------------------------------------------------
+
+def tolerance_axis_html(report: dict) -> str:
+    """Float noise, lower precision and the bug on one log scale, against the lesson's, the project's
+    and a loose tolerance; below it, the verdict of allclose at each, and the atol each would need."""
+    marks, points = tolerance_marks(report), tolerance_points(report)
+    labels = "".join(f"<span class='mark-label' style='left:{_axis_percent(atol):.1f}%;top:{i * 1.3:.1f}em'>"
+                     f"{name} {atol:.0e}</span>" for i, (name, atol) in enumerate(marks))
+    lines = "".join(f"<span class='mark' style='left:{_axis_percent(atol):.1f}%'></span>" for _, atol in marks)
+    rows = [_axis_row("", labels, "axis-labels")]
+    rows += [_axis_row(point["label"], lines + _axis_dot(point), "") for point in points]
+    ticks = "".join(f"<span class='tick' style='left:{_axis_percent(10.0 ** d):.1f}%'>1e{d}</span>"
+                    for d in range(AXIS_DECADES[0], AXIS_DECADES[1] + 1, 2))
+    rows.append(_axis_row("", ticks, "axis-ticks"))
+    rtol = report["tolerance"]["rtol"]
+    head = "".join(f"<th>{name}<br>{atol:.0e}</th>" for name, atol in marks)
+    table = "".join(_verdict_row(point, marks, report["greedy_tokens"]) for point in points)
+    return ("<div class='tolerance'><h3>Which tolerance catches what</h3>"
+            "<p>max |Δ logit| against the float32 reference, on one log scale; the dashed lines are the atol of "
+            f"each tolerance (each with rtol {rtol:g}, torch's default). In the table, what allclose says at each: "
+            f"<i>same</i> or <i>differs</i>.</p>{''.join(rows)}"
+            f"<div class='table'><table><tr><th></th><th>max |Δ logit|</th><th>allclose needs atol ≥</th>{head}"
+            f"<th>greedy tokens agree</th></tr>{table}</table></div>"
+            f"<p>{_tolerance_lesson(report, points, marks)}</p></div>")
+
+
+def _axis_percent(value: float) -> float:
+    low, high = AXIS_DECADES
+    return 100 * min(max(math.log10(max(value, 10.0 ** low)) - low, 0) / (high - low), 1)
+
+
+def _axis_row(label: str, content: str, css: str) -> str:
+    return (f"<div class='axis-row {css}'><div class='what'>{escape(label)}</div>"
+            f"<div class='track'>{content}</div></div>")
+
+
+def _axis_dot(point: dict) -> str:
+    diff = point["max_abs_logit_diff"]
+    if diff is None:
+        return "<span class='refused'>refused: no logits to compare</span>"
+    where = _axis_percent(diff)
+    side = f"right:{100 - where:.1f}%" if where > 70 else f"left:{where:.1f}%"  # the number stays inside the track
+    return (f"<span class='dot' style='left:{where:.1f}%;background:{AXIS_COLOURS[point['kind']]}'></span>"
+            f"<span class='value' style='{side}'>{diff:.1e}</span>")
+
+
+def _verdict_row(point: dict, marks, greedy_tokens: int) -> str:
+    label = escape(point["label"])
+    if point["max_abs_logit_diff"] is None:
+        return f"<tr><td>{label}</td><td colspan='{len(marks) + 3}'>refused by the mapping: no logits</td></tr>"
+    verdicts = "".join("<td class='same'>same</td>" if point["atol_needed"] <= atol else
+                       "<td class='differs'>differs</td>" for _, atol in marks)
+    needed = f"{point['atol_needed']:.1e}" if point["atol_needed"] else "0: rtol covers it"
+    return (f"<tr><td>{label}</td><td>{point['max_abs_logit_diff']:.1e}</td><td>{needed}</td>"
+            f"{verdicts}<td>{point['greedy_tokens_agree']} of {greedy_tokens}</td></tr>")
+
+
+def _tolerance_lesson(report: dict, points: list[dict], marks) -> str:
+    """In words: which tolerance the bug passes, and what each lower precision would need."""
+    sentences = [f"{point['label']} would need atol ≥ {point['atol_needed']:.1e}." for point in points
+                 if point["kind"] not in ("float32", "bug")]
+    bug = next((point for point in points if point["kind"] == "bug"), None)
+    if bug is not None and bug["max_abs_logit_diff"] is not None:
+        caught = [f"{name} {atol:.0e}" for name, atol in marks if bug["atol_needed"] > atol]
+        passed = [f"{name} {atol:.0e}" for name, atol in marks if bug["atol_needed"] <= atol]
+        sentence = f"<b>{escape(bug['label'])}</b> is caught at {', '.join(caught) or 'no tolerance shown'}"
+        if passed:
+            sentence += (f", and passes at {', '.join(passed)}: there it would be called floating-point noise, "
+                         f"yet it is not the same function")
+        sentences.insert(0, sentence + ".")
+    return " ".join(sentences)
 
 
 # --- small pieces --------------------------------------------------------------------------------
@@ -260,25 +408,7 @@ def _where_it_diverges(report: dict) -> str:
     return f"First diverges at <b>{escape(report['layer_names'][layer])}</b>."
 
 
-def _block_pattern(name: str) -> tuple[str, int | None]:
-    """'transformer.h.3.attn.c_attn.weight' -> ('transformer.h.{}.attn.c_attn.weight', 3); None outside blocks."""
-    match = LAYER_INDEX.search(name)
-    return LAYER_INDEX.sub(".h.{}.", name), int(match[1]) if match else None
-
-
-def _folded(pattern: str, blocks: list[int | None]) -> str:
-    """One name for a parameter of several blocks: transformer.h.0–11.attn.c_attn.weight."""
-    if blocks == [None]:
-        return pattern
-    if len(blocks) > 1 and blocks == list(range(blocks[0], blocks[-1] + 1)):
-        return pattern.format(f"{blocks[0]}–{blocks[-1]}")
-    return pattern.format(",".join(map(str, blocks)))
-
-
 def _layer_span(names: list[str]) -> str:
     """Parameter names that differ only in their block, folded into one each."""
-    patterns: dict[str, list[int]] = {}
-    for name in names:
-        pattern, block = _block_pattern(name)
-        patterns.setdefault(pattern, []).append(block)
-    return ", ".join(f"<code>{escape(_folded(pattern, blocks))}</code>" for pattern, blocks in patterns.items())
+    folded = fold_blocks([{"ours": name} for name in names], key=lambda row: None)
+    return ", ".join(f"<code>{escape(name)}</code>" for name, _ in folded)

@@ -24,6 +24,7 @@ class GPTConfig:
     n_embd: int = 768
     n_inner: int | None = None  # MLP hidden width; None means GPT-2's 4 * n_embd
     layer_norm_epsilon: float = 1e-5
+    gelu_approximate: str = "tanh"  # GPT-2 was trained with GELU's tanh approximation; "none" is exact GELU
 
     def __post_init__(self):
         if self.n_inner is None:
@@ -123,7 +124,7 @@ class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, config.n_inner)
-        self.gelu = nn.GELU(approximate="tanh")  # GPT-2 was trained with the tanh approximation
+        self.gelu = nn.GELU(approximate=config.gelu_approximate)
         self.c_proj = nn.Linear(config.n_inner, config.n_embd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,9 +4,10 @@ One row per parameter of ours, built from the two models themselves: the names l
 (our classes use the checkpoint's names); what differs is the layout. transformers' Conv1D stores a
 weight (in, out), nn.Linear stores it (out, in), so those are transposed; every other tensor is
 copied as it is; lm_head is tied to the token embedding. The loader walks the table: it checks every
-row's shape first, and only then loads.
+row's shape first, and only then loads. `audit` then checks, row by row, what arrived.
 """
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -23,6 +24,9 @@ class MappingRow:
     reference_shape: tuple
     op: str  # copy | transpose | tied, or, in a broken load, the wrong thing done instead
     bug: bool = False  # True where a deliberate bug changed what this row does
+    # Filled in by `audit`, once a model is loaded (None before):
+    values_equal: bool | None = None  # our tensor holds exactly the reference's values, transposed where due
+    shares_memory: bool | None = None  # it is the reference's own memory: no copy was made
 
     def to_dict(self) -> dict:
         return {**asdict(self), "our_shape": list(self.our_shape), "reference_shape": list(self.reference_shape)}
@@ -57,6 +61,25 @@ def build_mapping(student: nn.Module, reference: nn.Module) -> list[MappingRow]:
 def mapping_for(student: nn.Module, reference: nn.Module, bug: str | None = None) -> list[MappingRow]:
     """The mapping table as a load with `bug` walks it (the correct one for bug=None)."""
     return broken_mapping(build_mapping(student, reference), bug)
+
+
+@torch.no_grad()
+def audit(model: nn.Module, reference: nn.Module, bug: str | None = None) -> list[MappingRow]:
+    """The table as `model` was loaded (with `bug`), every tensor checked against the reference, llm.c style.
+
+    What a row should hold comes from the correct table, whatever the load did: the reference's tensor,
+    transposed where the correct table transposes. A shape check cannot see a square weight left
+    untransposed, nor a tensor read from the right memory in the wrong order; comparing values can.
+    """
+    ours, theirs = model.state_dict(), reference.state_dict()
+    checked = []
+    for row, correct in zip(mapping_for(model, reference, bug), build_mapping(model, reference)):
+        tensor, source = ours[row.ours], theirs[correct.reference]
+        expected = source.t() if correct.op == "transpose" else source
+        checked.append(replace(
+            row, values_equal=tensor.shape == expected.shape and torch.equal(tensor, expected),
+            shares_memory=tensor.untyped_storage().data_ptr() == source.untyped_storage().data_ptr()))
+    return checked
 
 
 @torch.no_grad()
@@ -106,3 +129,43 @@ def _load_one(row: MappingRow, theirs: dict) -> torch.Tensor:
         fresh = torch.empty(row.our_shape).normal_(0.0, 0.02, generator=generator)  # GPT-2's init
         return fresh.to(source.device)
     return source  # copy and tied: the very same tensor
+
+
+# --- one name for a parameter of many blocks ------------------------------------------------------
+
+LAYER_INDEX = re.compile(r"\.h\.(\d+)\.")
+
+
+def block_pattern(name: str) -> tuple[str, int | None]:
+    """'transformer.h.3.attn.c_attn.weight' -> ('transformer.h.{}.attn.c_attn.weight', 3); None outside blocks."""
+    match = LAYER_INDEX.search(name)
+    return LAYER_INDEX.sub(".h.{}.", name), int(match[1]) if match else None
+
+
+def folded_name(pattern: str, blocks: list[int | None]) -> str:
+    """One name for a parameter of several blocks: transformer.h.0–11.attn.c_attn.weight."""
+    if blocks == [None]:
+        return pattern
+    if len(blocks) > 1 and blocks == list(range(blocks[0], blocks[-1] + 1)):
+        return pattern.format(f"{blocks[0]}–{blocks[-1]}")
+    return pattern.format(",".join(map(str, blocks)))
+
+
+def fold_blocks(rows: list[dict], key) -> list[tuple[str, list[dict]]]:
+    """Mapping rows (dicts) that differ only in their block and agree on key(row), as one (folded name, rows).
+
+    In the model's order: a row a bug changes stays in its place, between the rows of its neighbours.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    order: dict[str, int] = {}  # name pattern -> its place in the model
+    for row in rows:
+        pattern, _ = block_pattern(row["ours"])
+        order.setdefault(pattern, len(order))
+        groups.setdefault((pattern, key(row)), []).append(row)
+
+    def place(group):
+        (pattern, _), members = group
+        return order[pattern], block_pattern(members[0]["ours"])[1] or 0
+
+    return [(folded_name(pattern, [block_pattern(row["ours"])[1] for row in members]), members)
+            for (pattern, _), members in sorted(groups.items(), key=place)]

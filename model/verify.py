@@ -1,9 +1,11 @@
 """The proof: our GPT and transformers' GPT-2 compute the same function.
 
 `verify` runs both models on the same prompt and fills a report (model/report.py): the parameters
-line up (counts, names, shapes, tying), the logits match within a stated tolerance, every layer's
-residual stream matches, and the greedy tokens they write are the same. For a deliberate bug, the
-same checks show where the broken load goes wrong, or the mapping's refusal to load it.
+line up (counts, names, shapes, tying) and every tensor holds the reference's values, the logits
+match within a stated tolerance, every layer's residual stream matches, and the greedy tokens they
+write are the same. Beside them, the same model in lower precision shows how far float noise can
+reach. For a deliberate bug, the same checks show where the broken load goes wrong, or the
+mapping's refusal to load it.
 
     python -m model.verify --model gpt2 --bug skip_transpose_square
 """
@@ -15,9 +17,10 @@ import torch
 
 from model.bugs import BUGS, check_bug
 from model.cli import add_model_arguments, exit_status
+from model.fast import load_student
 from model.generate import complete
 from model.gpt import GPT
-from model.mapping import MappingRow, WeightMismatchError, build_mapping, mapping_for
+from model.mapping import MappingRow, WeightMismatchError, audit, mapping_for
 from model.reference import load_reference
 from model.report import BrokenReport, VerificationReport, format_report
 from model.sampling import SamplingSettings
@@ -28,6 +31,9 @@ DEFAULT_PROMPT = "The meaning of life is"
 # bits; allclose passes when |ours - reference| <= atol + rtol * |reference| everywhere.
 TOLERANCE = {"atol": 1e-4, "rtol": 1e-5}
 LESSON_ATOL = 1e-5  # the lesson's torch.allclose(..., atol=1e-5): reported, not required
+# A loose tolerance, the kind that calls any small difference "floating-point noise": it passes
+# exact_gelu's near miss. Like the lesson's, it keeps torch's default rtol, which is the project's.
+LOOSE_ATOL = 1e-3
 TOP_K = 5
 GREEDY_TOKENS = 16
 TEXT_SETTINGS = SamplingSettings(max_new_tokens=24, temperature=0.8, top_k=50, seed=0, stop_at_eot=False)
@@ -59,14 +65,30 @@ def naive_load_outcome(mapping: list[MappingRow], reference_shapes: dict | None 
 
 
 @torch.inference_mode()
-def _forward_both(model: GPT, reference, idx: torch.Tensor):
-    """Logits and per-layer residual streams of our model and the reference on the same tokens."""
-    ours_hidden: list[torch.Tensor] = []
-    ours_logits = model(idx, hidden_states=ours_hidden)
+def _forward(model: GPT, idx: torch.Tensor):
+    """Our model's logits and residual stream after the embeddings and after every block."""
+    hidden: list[torch.Tensor] = []
+    logits = model(idx, hidden_states=hidden)
     # transformers hands back the last block's output after the final LayerNorm: do the same.
-    ours_hidden[-1] = model.transformer.ln_f(ours_hidden[-1])
+    hidden[-1] = model.transformer.ln_f(hidden[-1])
+    return logits, hidden
+
+
+@torch.inference_mode()
+def _forward_reference(reference, idx: torch.Tensor):
     out = reference(idx, output_hidden_states=True)
-    return ours_logits, ours_hidden, out.logits, out.hidden_states
+    return out.logits, out.hidden_states
+
+
+def atol_needed(ours: torch.Tensor, reference: torch.Tensor) -> float:
+    """The smallest atol at which torch.allclose(ours, reference, atol, rtol=TOLERANCE's rtol) holds.
+
+    allclose asks |ours - reference| <= atol + rtol * |reference| everywhere; rtol forgives a little
+    more where the logits are large, so this is at most the max abs difference, and near it for
+    logits of a few units.
+    """
+    excess = (ours.float() - reference).abs() - TOLERANCE["rtol"] * reference.abs()
+    return max(excess.max().item(), 0.0)
 
 
 def _layer_diffs(ours_hidden, reference_hidden) -> tuple[list[float], list[bool]]:
@@ -75,12 +97,17 @@ def _layer_diffs(ours_hidden, reference_hidden) -> tuple[list[float], list[bool]
     return diffs, close
 
 
-def _top_k(ours_logits, reference_logits) -> list[dict]:
-    p_ours = torch.softmax(ours_logits[0, -1].float(), dim=-1)
-    p_reference = torch.softmax(reference_logits[0, -1].float(), dim=-1)
-    top = torch.topk(p_reference, TOP_K)
-    return [{"token": int(t), "text": decode([int(t)]), "p_ours": p_ours[t].item(), "p_reference": p_reference[t].item()}
-            for t in top.indices]
+def _likeliest(logits) -> list[int]:
+    """The TOP_K likeliest next tokens after the last position."""
+    return logits[0, -1].topk(TOP_K).indices.tolist()
+
+
+def _top_k(tokens: list[int], reference_logits, **ours) -> list[dict]:
+    """The probability each model (the reference, and each of `ours` by name) gives each next token."""
+    probabilities = {f"p_{name}": torch.softmax(logits[0, -1].float(), dim=-1)
+                     for name, logits in {**ours, "reference": reference_logits}.items()}
+    return [{"token": t, "text": decode([t]), **{key: p[t].item() for key, p in probabilities.items()}}
+            for t in tokens]
 
 
 @torch.inference_mode()
@@ -91,19 +118,59 @@ def reference_greedy(reference, ids: list[int], n: int) -> list[int]:
                               eos_token_id=None, pad_token_id=0)[0, len(ids):].tolist()
 
 
-def _greedy_agreement(model: GPT, reference, ids: list[int], n: int) -> tuple[int, list[int]]:
-    """How many of n greedy tokens agree, counted up to the first disagreement."""
-    greedy = SamplingSettings(max_new_tokens=n, temperature=0, top_k=None, stop_at_eot=False)
-    ours, theirs = model.generate(ids, greedy), reference_greedy(reference, ids, n)
-    agree = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
-    return agree, ours
+def _agreement(ours: list[int], theirs: list[int]) -> int:
+    """How many tokens agree, counted up to the first disagreement."""
+    return next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+
+
+@torch.inference_mode()
+def _teacher_forced(model: GPT, ids: list[int], theirs: list[int]) -> tuple[torch.Tensor, int]:
+    """The model's logits on the prompt, and how many of the reference's greedy tokens it writes too.
+
+    One forward pass over the prompt and the reference's greedy tokens: up to the first token the
+    model would pick otherwise, it reads exactly what it would read writing greedily itself, so
+    its choices there are its greedy tokens, without a decoding step per token.
+    """
+    logits = model(torch.tensor([ids + theirs[:-1]], device=model.transformer.wte.weight.device)).float()
+    return logits[:, :len(ids)], _agreement(logits[0, len(ids) - 1:].argmax(-1).tolist(), theirs)
+
+
+# The lower precisions a report measures, by device type. float16 is for GPUs (model.fast refuses it on a
+# CPU); a Mac's GPU runs bfloat16 only from macOS 14, so there float16 alone.
+PRECISIONS = {"cpu": ["bfloat16"], "cuda": ["bfloat16", "float16"], "mps": ["float16"]}
+
+
+def precision_dtypes(device: torch.device) -> list[str]:
+    return PRECISIONS.get(device.type, ["bfloat16"])
+
+
+def _precision_row(dtype: str, logits, reference_logits, greedy_tokens_agree: int) -> dict:
+    return {"dtype": dtype, "max_abs_logit_diff": (logits - reference_logits).abs().max().item(),
+            "allclose": torch.allclose(logits, reference_logits, **TOLERANCE),
+            "atol_needed": atol_needed(logits, reference_logits), "greedy_tokens_agree": greedy_tokens_agree}
+
+
+def _lower_precision_rows(reference, models: dict[str, GPT], ids, reference_logits, theirs) -> list[dict]:
+    """Our model in each lower precision against the float32 reference: how far rounding alone reaches.
+
+    models: copies already loaded, by dtype (the app's writing model); any other is made for this
+    report and dropped after it.
+    """
+    rows = []
+    for dtype in precision_dtypes(reference.device):
+        model = models[dtype] if dtype in models else load_student(reference, dtype)
+        logits, agree = _teacher_forced(model, ids, theirs)
+        rows.append(_precision_row(dtype, logits, reference_logits, agree))
+    return rows
 
 
 def verify(reference, prompt: str = DEFAULT_PROMPT, bug: str | None = None, student: GPT | None = None,
-           greedy_tokens: int = GREEDY_TOKENS) -> VerificationReport:
+           greedy_tokens: int = GREEDY_TOKENS, lower_precision: dict[str, GPT] | None = None) -> VerificationReport:
     """Check our GPT, loaded from `reference`, against it on `prompt`; with `bug`, a broken load too.
 
     student: an already loaded correct model to reuse (the app keeps one); built here if None.
+    lower_precision: correct models in bfloat16 or float16 to reuse, by dtype (the app's writing
+        model may be one); those not given are made for the precision rows and dropped after.
     """
     check_bug(bug)
     student = student if student is not None else GPT.from_hf(reference)
@@ -116,11 +183,15 @@ def verify(reference, prompt: str = DEFAULT_PROMPT, bug: str | None = None, stud
     ids = student.context_window(ids, greedy_tokens)  # the reference cannot write past its context
     idx = torch.tensor([ids], device=reference.device)
 
-    mapping = build_mapping(student, reference)
-    ours_logits, ours_hidden, ref_logits, ref_hidden = _forward_both(student, reference, idx)
+    mapping = audit(student, reference)
+    ours_logits, ours_hidden = _forward(student, idx)
+    ref_logits, ref_hidden = _forward_reference(reference, idx)
     logit_diff = (ours_logits - ref_logits).abs()
     layer_diffs, layer_close = _layer_diffs(ours_hidden, ref_hidden)
-    agree, greedy_ids = _greedy_agreement(student, reference, ids, greedy_tokens)
+    theirs = reference_greedy(reference, ids, greedy_tokens)
+    greedy_ids = student.generate(ids, SamplingSettings(max_new_tokens=greedy_tokens, temperature=0, top_k=None,
+                                                        stop_at_eot=False))
+    agree = _agreement(greedy_ids, theirs)
     report = VerificationReport(
         prompt=prompt, prompt_tokens=ids, device=str(reference.device), dtype=str(ours_logits.dtype).removeprefix("torch."),
         param_count_ours=student.num_parameters(),
@@ -132,17 +203,22 @@ def verify(reference, prompt: str = DEFAULT_PROMPT, bug: str | None = None, stud
         max_abs_logit_diff=logit_diff.max().item(), mean_abs_logit_diff=logit_diff.mean().item(),
         tolerance=dict(TOLERANCE), allclose=torch.allclose(ours_logits, ref_logits, **TOLERANCE),
         lesson_atol=LESSON_ATOL, lesson_atol_holds=torch.allclose(ours_logits, ref_logits, atol=LESSON_ATOL),
+        loose_atol=LOOSE_ATOL,
+        precision=[_precision_row("float32", ours_logits, ref_logits, agree),
+                   *_lower_precision_rows(reference, lower_precision or {}, ids, ref_logits, theirs)],
         layer_names=["embeddings"] + [f"block {i}" for i in range(len(ours_hidden) - 2)] + [f"block {len(ours_hidden) - 2} + ln_f"],
         layer_max_abs_diff=layer_diffs, layers_allclose=all(layer_close),
-        top_k=_top_k(ours_logits, ref_logits),
+        top_k=_top_k(_likeliest(ref_logits), ref_logits, ours=ours_logits),
         greedy_tokens=greedy_tokens, greedy_tokens_agree=agree, greedy_text=decode(greedy_ids),
     )
     if bug is not None:
-        report.broken = _verify_broken(reference, student, bug, prompt, idx, ref_logits, ref_hidden)
+        report.broken = _verify_broken(reference, student, bug, prompt, ids, ours_logits, ref_logits, ref_hidden,
+                                       theirs)
     return report
 
 
-def _verify_broken(reference, student, bug, prompt, idx, ref_logits, ref_hidden) -> BrokenReport:
+def _verify_broken(reference, student, bug, prompt, ids, ours_logits, ref_logits, ref_hidden, theirs) -> BrokenReport:
+    """The broken load, checked like the correct one; a refused load has only the mapping's message."""
     info = BUGS[bug]
     broken = BrokenReport(bug=bug, summary=info.summary, explanation=info.explanation, silent=info.silent,
                           refused=False, text_correct=complete(student, prompt, TEXT_SETTINGS),
@@ -152,11 +228,18 @@ def _verify_broken(reference, student, bug, prompt, idx, ref_logits, ref_hidden)
     except WeightMismatchError as refusal:
         broken.refused, broken.refusal, broken.refused_keys = True, str(refusal), refusal.keys
         return broken
-    logits, hidden, _, _ = _forward_both(model, reference, idx)
+    broken.mapping = [row.to_dict() for row in audit(model, reference, bug)]
+    broken.changed_rows = [row for row in broken.mapping if row["bug"]]
+    logits, hidden = _forward(model, torch.tensor([ids], device=reference.device))
     broken.max_abs_logit_diff = (logits - ref_logits).abs().max().item()
     broken.allclose = torch.allclose(logits, ref_logits, **TOLERANCE)
+    broken.atol_needed = atol_needed(logits, ref_logits)
     broken.layer_max_abs_diff, close = _layer_diffs(hidden, ref_hidden)
     broken.first_divergent_layer = next((i for i, ok in enumerate(close) if not ok), None)
+    _, broken.greedy_tokens_agree = _teacher_forced(model, ids, theirs)
+    # The reference's likeliest next tokens, then the broken load's own favourites: what it would say instead.
+    tokens = list(dict.fromkeys(_likeliest(ref_logits) + _likeliest(logits)))
+    broken.top_k = _top_k(tokens, ref_logits, correct=ours_logits, broken=logits)
     broken.text_broken = complete(model, prompt, TEXT_SETTINGS)
     return broken
 

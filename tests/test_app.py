@@ -110,6 +110,8 @@ def test_bfloat16_generates_in_half_precision_while_verification_stays_float32(t
     assert state.student.lm_head.weight.dtype == torch.bfloat16
     assert state.verifier.lm_head.weight.dtype == torch.float32 and state.startup_report["dtype"] == "float32"
     assert state.startup_report["verified"]
+    assert state.lower_precision == {"bfloat16": state.student}  # the report's bfloat16 row measures the writer
+    assert tiny_state.lower_precision["bfloat16"].lm_head.weight.dtype == torch.bfloat16  # float32: a copy kept
     # float32: the verifier shares every tensor with the reference; the writer's products are packed for oneDNN.
     block = "transformer.h.0.mlp.c_fc.weight"
     assert tiny_state.verifier.state_dict()[block].data_ptr() == tiny_state.reference.state_dict()[block].data_ptr()

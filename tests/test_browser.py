@@ -182,13 +182,38 @@ def test_verify_tab_shows_the_verdict_and_both_texts(page, state, screenshots):
     assert f"{PROMPT}{correct}" in texts and f"Broken load ({BUG})" in texts
     assert f"{PROMPT}{correct}" not in texts.split(f"Broken load ({BUG})")[1]  # the broken load does not
     page.locator("path[stroke='#dc2626']").first.wait_for()  # the broken load's line is drawn, in red
+    x_labels = page.locator(".role-axis-label text").all_text_contents()  # both axes' tick labels
+    assert {"0", "1", "2"} <= set(x_labels) and not any("." in label for label in x_labels)  # whole layers only
+    not_ok = page.locator(".mapping td.audit.fail")
+    assert not_ok.count() == 1 and "lm_head.weight" in not_ok.locator("xpath=..").inner_text()
+    assert "greedy: 0 of 16" in page.locator(".broken-next").inner_text().lower()
     page.screenshot(path=screenshots / "verify.png", full_page=True)
+
+
+def test_verify_tab_shows_a_near_miss_on_the_tolerance_axis(page, screenshots):
+    """exact_gelu: every tensor right, the same text, and only a tight tolerance on the logits catches it."""
+    run_verification(page, "exact_gelu")
+    axis = page.locator(".tolerance").inner_text()
+    for label in ["lesson 1e-05", "project 1e-04", "loose 1e-03", "float32: the noise floor", "bfloat16",
+                  "bug exact_gelu", "bfloat16 would need atol ≥"]:
+        assert label in axis
+    assert page.locator(".tolerance .dot").count() == 3
+    assert "The weights are right; the architecture is not." in page.locator(".audit-summary").inner_text()
+    assert page.locator(".mapping td.audit.fail").count() == 0
+    next_token = page.locator(".broken-next").inner_text()
+    assert "16 of 16" in next_token and "The text agrees; the logits do not" in next_token
+    assert "p broken (exact_gelu)" in next_token
+    page.screenshot(path=screenshots / "verify-near-miss.png", full_page=True)
+    page.set_viewport_size({"width": 400, "height": 800})  # a student's phone
+    page.screenshot(path=screenshots / "verify-near-miss-phone.png", full_page=True)
 
 
 def test_verify_tab_shows_a_refused_load_as_good_news(page, screenshots):
     run_verification(page, "ffn_off_by_one")
     assert "refused to load" in page.locator(".verdict-cards").inner_text()
     assert "Why this is good news" in page.locator(".side-by-side").inner_text()
+    assert "No tensor was loaded" in page.locator(".audit-summary").inner_text()
+    assert "refused: no logits to compare" in page.locator(".tolerance").inner_text()
     page.screenshot(path=screenshots / "verify-refused.png", full_page=True)
 
 

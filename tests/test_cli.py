@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parents[1]
 JSON_KEYS = {"max_abs_logit_diff", "allclose", "tolerance", "param_count_ours", "param_count_reference",
              "missing_keys", "unexpected_keys", "shape_mismatches", "tied", "greedy_tokens_agree",
-             "layer_max_abs_diff", "broken"}
+             "layer_max_abs_diff", "broken", "precision", "loose_atol"}
 
 
 def run_verify(capsys, *args):
@@ -33,6 +33,29 @@ def test_verify_prints_the_checks_as_a_table_and_exits_0(tiny_dir, capsys):
     code, out, _ = run_verify(capsys, "--model", str(tiny_dir), "--device", "cpu")
     assert code == 0
     assert "OK  logits allclose" in out and out.splitlines()[-1] == "VERIFIED"
+
+
+def test_verify_prints_the_tolerance_axis_and_every_tensors_audit(tiny_dir, capsys):
+    code, out, _ = run_verify(capsys, "--model", str(tiny_dir), "--bug", "untied_head")
+    assert code == 0
+    axis = out.split("tolerance axis:")[1].split("\n\n")[0].splitlines()
+    assert "lesson 1e-05  project 1e-04  loose 1e-03" in axis[1]
+    rows = {line.split()[0]: line for line in axis[2:]}
+    assert list(rows) == ["float32:", "bfloat16", "bug"]
+    assert rows["float32:"].split()[-3:] == ["same"] * 3  # float32's noise passes every tolerance
+    assert rows["bug"].split()[-3:] == ["DIFFERS"] * 3
+    broken = out.split("  broken load (untied_head): ")[1].split("\n\n")[0].splitlines()
+    assert broken[0] == "1 tensor(s) NOT OK, the other 28 OK:"
+    assert broken[1].split() == ["NOT", "OK", "lm_head.weight", "random", "its", "own", "memory"]
+    assert "greedy: 0 of 16 tokens agree with the reference's" in out
+
+
+def test_verify_says_a_near_miss_has_every_tensor_right_and_the_same_greedy_tokens(tiny_dir, capsys):
+    code, out, _ = run_verify(capsys, "--model", str(tiny_dir), "--bug", "exact_gelu")
+    assert code == 0 and out.splitlines()[-1] == "VERIFIED"
+    assert "broken load (exact_gelu): every tensor OK. The weights are right; the architecture is not." in out
+    assert "greedy: 16 of 16 tokens agree with the reference's" in out
+    assert "OK  bug exact_gelu caught" in out
 
 
 def test_verify_json_has_the_documented_keys(tiny_dir, capsys):

@@ -150,8 +150,15 @@ def test_our_gpt_recites_what_the_reference_learned_by_heart(trained_student, pr
     assert prompt + complete(trained_student, prompt, RECITE) == sentence
 
 
-@pytest.mark.parametrize("bug", [name for name, bug in BUGS.items() if bug.silent])
+@pytest.mark.parametrize("bug", [name for name, bug in BUGS.items() if bug.silent and not bug.near_miss])
 def test_a_broken_load_recites_none_of_it(trained_reference, bug):
     broken = GPT.from_hf(trained_reference, bug)
     recited = [prompt + complete(broken, prompt, RECITE) for prompt in RECITATION_PROMPTS]
     assert not set(recited) & set(MEMORISED)
+
+
+@pytest.mark.parametrize("bug", [name for name, bug in BUGS.items() if bug.near_miss])
+def test_a_near_miss_recites_all_of_it(trained_reference, bug):
+    """Why the text is no proof: this load computes another function (verification catches it), word-perfect."""
+    broken = GPT.from_hf(trained_reference, bug)
+    assert [prompt + complete(broken, prompt, RECITE) for prompt in RECITATION_PROMPTS] == MEMORISED

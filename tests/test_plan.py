@@ -28,5 +28,6 @@ def test_a_silent_bug_changes_rows_that_all_load(tiny_reference, tiny_student, b
     GPT.from_hf(tiny_reference, bug)  # loads without a complaint
     plan = load_plan(tiny_reference, bug)
     changed = [row.ours for row in mapping_for(tiny_student, tiny_reference, bug) if row.bug]
-    assert changed and [row["ours"] for row in plan if row["bug"]] == changed
+    assert [row["ours"] for row in plan if row["bug"]] == changed
+    assert bool(changed) is not BUGS[bug].near_miss  # exact_gelu's weights are all right: no row changes
     assert all(row["problem"] is None for row in plan)

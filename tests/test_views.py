@@ -1,12 +1,16 @@
 """demo/views.py: what the page shows, from real verification reports, without a server."""
 import copy
 import math
+import re
 
 import pytest
+import torch
 
 from demo import views
 from model.bugs import BUGS
-from model.verify import verify
+from model.gpt import GPT
+from model.tokenizer import encode
+from model.verify import LESSON_ATOL, LOOSE_ATOL, TOLERANCE, verify
 
 PROMPT = "The capital of France is"
 
@@ -99,15 +103,15 @@ def test_mapping_table_marks_the_rows_a_bug_changes_in_place(reports):
     assert "bug ×1</span>" in html
 
 
-def test_layer_plot_has_numeric_layers_in_order_for_each_load(reports):
+def test_layer_plot_has_whole_layers_in_order_for_each_load(reports):
     report = reports["skip_transpose_square"]
     frame = views.layer_plot(report)
     n = len(report["layer_names"])
-    assert frame["layer"].dtype.kind == "i"
+    assert views.layer_axis(report) == [str(i) for i in range(n)]  # one label per layer: no 0.5 between
     for load, diffs in [("correct load", report["layer_max_abs_diff"]),
                         ("broken load", report["broken"]["layer_max_abs_diff"])]:
         series = frame[frame["load"] == load]
-        assert list(series["layer"]) == list(range(n)) and list(series["name"]) == report["layer_names"]
+        assert list(series["layer"]) == views.layer_axis(report) and list(series["name"]) == report["layer_names"]
         assert list(series["max_abs_diff"]) == diffs
         assert list(series["log10_diff"]) == [math.log10(max(d, views.EXACT_MATCH_DRAWN_AT)) for d in diffs]
 
@@ -172,3 +176,96 @@ def test_bug_description_says_silent_or_loud(bug):
     text = views.bug_description(bug)
     assert BUGS[bug].summary in text
     assert ("silent" if BUGS[bug].silent else "refuses") in text
+
+
+# --- the tolerance axis --------------------------------------------------------------------------
+
+def dot_positions(html: str) -> dict[str, float]:
+    """Each axis row's label and the left position (%) of its dot."""
+    rows = re.findall(r"<div class='what'>([^<]+)</div><div class='track'>(?:(?!axis-row).)*?"
+                      r"class='dot' style='left:([\d.]+)%", html)
+    return {label: float(left) for label, left in rows}
+
+
+def mark_positions(html: str) -> dict[str, float]:
+    return {label: float(left) for left, label in
+            re.findall(r"class='mark-label' style='left:([\d.]+)%;[^']*'>([^<]+)</span>", html)}
+
+
+def test_tolerance_axis_places_noise_precision_and_the_bug_against_three_labelled_tolerances(reports):
+    html = views.tolerance_axis_html(reports["exact_gelu"])
+    marks = mark_positions(html)
+    assert list(marks) == [f"lesson {LESSON_ATOL:.0e}", f"project {TOLERANCE['atol']:.0e}", f"loose {LOOSE_ATOL:.0e}"]
+    assert sorted(marks.values()) == list(marks.values())  # tightest first, left to right
+    dots = dot_positions(html)
+    assert list(dots) == ["float32: the noise floor", "bfloat16", "bug exact_gelu"]
+    lesson, project, _ = marks.values()
+    assert dots["float32: the noise floor"] < lesson  # float32's noise is under every tolerance
+    assert dots["bug exact_gelu"] > project and dots["bfloat16"] > project
+
+
+def test_tolerance_table_says_what_torch_allclose_says_at_each_tolerance(reports, tiny_reference):
+    report = reports["exact_gelu"]
+    with torch.inference_mode():
+        idx = torch.tensor([encode(PROMPT)])
+        broken, reference = GPT.from_hf(tiny_reference, "exact_gelu")(idx), tiny_reference(idx).logits
+    html = views.tolerance_axis_html(report)
+    row = html.split("<tr><td>bug exact_gelu</td>")[1].split("</tr>")[0]
+    said = re.findall(r"<td class='(same|differs)'>", row)
+    atols = [LESSON_ATOL, TOLERANCE["atol"], LOOSE_ATOL]
+    assert said == ["same" if torch.allclose(broken, reference, atol=atol, rtol=TOLERANCE["rtol"]) else "differs"
+                    for atol in atols]
+    needed = report["precision"][1]["atol_needed"]
+    assert f"bfloat16 would need atol ≥ {needed:.1e}" in html
+
+
+def test_tolerance_axis_of_a_refused_bug_has_no_dot_for_it(reports):
+    html = views.tolerance_axis_html(reports["ffn_off_by_one"])
+    assert "bug ffn_off_by_one" not in dot_positions(html) and "refused: no logits to compare" in html
+
+
+# --- every tensor, and the broken load's next token ----------------------------------------------
+
+NOT_OK_ROWS = {"none": [], "exact_gelu": [], "untied_head": ["lm_head.weight"],
+               "raw_copy_block0_c_attn": ["transformer.h.0.attn.c_attn.weight"],
+               "skip_transpose_square": ["transformer.h.0–1.attn.c_proj.weight"]}  # tiny: blocks 0 and 1, folded
+
+
+@pytest.mark.parametrize("bug", NOT_OK_ROWS)
+def test_mapping_table_shows_not_ok_on_exactly_the_tensors_a_bug_left_wrong(reports, bug):
+    html = views.mapping_html(reports[bug])
+    rows = html.split("<tr ")[1:]
+    not_ok = [row.split("<code>")[1].split("</code>")[0] for row in rows if "✗ NOT OK" in row]
+    assert not_ok == NOT_OK_ROWS[bug]
+    assert all(row.count("✓ OK") == (1 if bug == "none" else 2) for row in rows if "NOT OK" not in row)
+
+
+def test_audit_of_a_near_miss_says_the_weights_are_right_and_the_architecture_is_not(reports):
+    html = views.audit_summary_html(reports["exact_gelu"])
+    assert "every tensor OK" in html and "The weights are right; the architecture is not." in html
+    assert f"{len(reports['exact_gelu']['mapping'])} of {len(reports['exact_gelu']['mapping'])} tensors" in html
+
+
+def test_audit_of_a_refused_load_says_there_is_nothing_to_check(reports):
+    html = views.mapping_html(reports["skip_transpose_strict"])
+    assert "No tensor was loaded, so there is none to check." in html
+    assert "<th>broken load" not in html  # no column for tensors that do not exist
+
+
+def test_broken_top_k_shows_the_three_probabilities_and_greedy_agreement(reports):
+    report = reports["exact_gelu"]
+    broken = report["broken"]
+    html = views.broken_top_k_html(report)
+    assert html.count("<tr><td><code>") == len(broken["top_k"]) >= 5
+    first = broken["top_k"][0]
+    assert f"{first['p_correct']:.6f}</td><td class='broken'>{first['p_broken']:.6f}</td><td>" \
+           f"{first['p_reference']:.6f}" in html
+    assert f"<b>{broken['greedy_tokens_agree']} of {report['greedy_tokens']}</b>" in html
+    assert "The text agrees; the logits do not" in html  # tiny: all 16 greedy tokens agree
+
+
+@pytest.mark.parametrize("bug, says", [("none", "Pick a bug"), ("ffn_off_by_one", "it predicts nothing"),
+                                       ("untied_head", "0 of 16")])
+def test_broken_top_k_without_a_broken_forward_says_why(reports, bug, says):
+    html = views.broken_top_k_html(reports[bug])
+    assert says in html and ("The text agrees" not in html)
