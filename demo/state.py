@@ -19,8 +19,9 @@ from model.verify import DEFAULT_PROMPT, precision_dtypes, verify
 
 ENGINE_ROWS = 32  # a class of 30 writing at once, and the teacher
 # The KV caches of the rows writing at once stay below this; a request whose cache would not fit waits its turn.
-# A gpt2 row at the app's limits (a whole context) needs 1/14 of it.
-ENGINE_CACHE_BYTES = 2**30
+# A class's rows (a short prompt, 64 new tokens) fit many times over; gpt2's rows at the app's limits (a whole
+# context each) fit seven at once, which keeps the app's memory bounded with every row at its limits.
+ENGINE_CACHE_BYTES = 2**29
 
 
 @dataclass(frozen=True)
