@@ -25,14 +25,16 @@ def available() -> bool:
 class RowInvariantLinear(nn.Module):
     """nn.Linear's function (inference only), computed by oneDNN with the weight packed once.
 
-    The packed weight is a copy in oneDNN's own layout; the bias is the nn.Linear's own Parameter.
+    It keeps the very weight and bias of the nn.Linear it replaces (the same Parameters: the checkpoint's
+    names, the tie and the sharing with the reference survive), and multiplies by a packed copy of the
+    weight in oneDNN's own layout.
     """
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight, self.bias = linear.weight, linear.bias
         self.packed_weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach().contiguous(), None)
-        self.bias = linear.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)  # (B, T, in) -> (B*T, in): every token is a row

@@ -56,11 +56,20 @@ def test_a_row_gets_the_same_bits_alone_and_among_any_number_of_others(in_featur
                 assert torch.equal(layer(batch)[where], alone[0]), f"row {where} of {rows}"
 
 
-def test_the_bias_is_the_linears_own_parameter():
-    linear = linear_stored_in_out(64, 96)
-    model = use_row_invariant_products(nn.Sequential(linear, nn.GELU(), linear_stored_in_out(96, 32)))
+def test_the_weight_and_bias_are_the_linears_own_parameters():
+    model = nn.Sequential(linear_stored_in_out(64, 96), nn.GELU(), linear_stored_in_out(96, 32))
+    before = model.state_dict(keep_vars=True)
+    use_row_invariant_products(model)
     assert [type(layer) for layer in model] == [RowInvariantLinear, nn.GELU, RowInvariantLinear]
-    assert model[0].bias is linear.bias
+    after = model.state_dict(keep_vars=True)
+    assert list(after) == list(before) and all(after[name] is before[name] for name in before)
+
+
+def test_the_writing_model_keeps_the_tie_and_shares_the_references_memory(gpt2_reference):
+    writer = load_student(gpt2_reference).state_dict(keep_vars=True)
+    theirs = gpt2_reference.state_dict()
+    assert writer["lm_head.weight"] is writer["transformer.wte.weight"]
+    assert all(writer[name].data_ptr() == theirs[name].data_ptr() for name in theirs)
 
 
 # --- the writing model ---------------------------------------------------------------------------
