@@ -22,7 +22,7 @@ from gradio_client import Client
 from model.bugs import BUGS
 
 PROMPT = "The capital of France is"
-POLL_SECONDS = 0.02  # how often a student looks for new text (gradio_client's own iterator spins at 1 ms)
+POLL_SECONDS = 0.02  # how often a student looks for new text (gradio_client's own iterator polls far more often)
 
 
 @dataclass
@@ -42,7 +42,7 @@ class Classroom:
     verifications: list[Visit]
 
     def summary(self) -> dict:
-        """The numbers README's "classroom load in numbers" table shows."""
+        """The numbers README's "A whole class at once" table shows."""
         visits = self.students + self.verifications
         first = [v.first_seconds for v in self.students]
         total = [v.total_seconds for v in self.students]
