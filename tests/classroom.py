@@ -30,7 +30,7 @@ from model.tokenizer import encode
 
 PROMPT = "The capital of France is"
 TEMPERATURE, TOP_K, TOP_P = 0.8, 50, 1.0  # the app's defaults: what a student who changes nothing gets
-POLL_SECONDS = 0.02  # how often a student looks for new text (gradio_client's own iterator spins at 1 ms)
+POLL_SECONDS = 0.02  # how often a student looks for new text (gradio_client's own iterator polls far more often)
 
 
 @dataclass
@@ -50,7 +50,7 @@ class Classroom:
     verifications: list[Visit]
 
     def summary(self) -> dict:
-        """The numbers README's classroom table shows."""
+        """The numbers README's "A whole class at once" table shows."""
         first = [v.first_seconds for v in self.students]
         total = [v.total_seconds for v in self.students]
         checks = [v.total_seconds for v in self.verifications]

@@ -40,7 +40,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 PROMPT = "The capital of France is"
 LONG = SamplingSettings(max_new_tokens=200, temperature=1.0, top_k=None, seed=0)  # the tiny model writes on
-SECONDS_PER_PIECE = 0.05  # so a long generation would run for 10 s
+SECONDS_PER_PIECE = 0.05  # paced so that LONG is still writing long after the tests stop it
 
 
 # --- Stop, or a client gone: the row is free at once ---------------------------------------------
