@@ -40,13 +40,13 @@ def main(argv=None) -> int:
 def serve(args) -> int:
     """Load and verify the model the arguments name, then serve the app until it is stopped."""
     print(f"loading {args.model} and verifying it ...", file=sys.stderr)
-    state = load_state(args.model, args.device, args.dtype, args.allow_pickle)
+    state = load_state(args.model, args.device, args.dtype, args.allow_pickle, engine_thread=False)
     if state.fallback_reason:
         print(f"warning: {state.fallback_reason}\nwarning: running on random weights of {args.model}'s shape: "
               f"verification works, the text is gibberish", file=sys.stderr)
     # None lets Gradio read GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, then fall back to 127.0.0.1:7860.
     try:
-        launch(build_app(state), server_name=args.host, server_port=args.port, share=args.share)
+        launch(build_app(state), state.engine, server_name=args.host, server_port=args.port, share=args.share)
     except OSError as error:  # Gradio's own message would point at launch()'s parameters
         print(f"error: cannot serve the app ({str(error).split('. ')[0]}): is it already running? "
               f"Choose another --port, or a --host this machine has", file=sys.stderr)

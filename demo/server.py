@@ -1,4 +1,5 @@
 """Serving the app: its look, and a bound on every request's size that Gradio does not set itself."""
+import sys
 from pathlib import Path
 
 import gradio as gr
@@ -6,16 +7,31 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from demo.api import MAX_REQUEST_BYTES
+from model.engine import Engine
 
 CSS = (Path(__file__).parent / "style.css").read_text()
 
 
-def launch(app: gr.Blocks, **options):
+def launch(app: gr.Blocks, engine: Engine | None = None, **options):
     """Start serving `app` with its look (Gradio 6 takes the theme and the css at launch), every request's
-    body bounded."""
+    body bounded.
+
+    engine: an engine whose loop is not running yet (Engine(thread=False)): it runs here, in the calling
+    thread, once the server is up, until Ctrl-C; then the server closes.
+    """
     limit = Middleware(RequestSizeLimit, max_bytes=MAX_REQUEST_BYTES)
-    return app.launch(theme=gr.themes.Soft(), css=CSS, footer_links=["api"], app_kwargs={"middleware": [limit]},
-                      **options)
+    look = dict(theme=gr.themes.Soft(), css=CSS, footer_links=["api"], app_kwargs={"middleware": [limit]})
+    if engine is None:
+        return app.launch(**look, **options)
+    served = app.launch(**look, **options, prevent_thread_lock=True)
+    try:
+        engine.run()
+    except KeyboardInterrupt:
+        print("Keyboard interruption: closing the app.", file=sys.stderr)
+    finally:
+        engine.close()
+        app.close()
+    return served
 
 
 class RequestSizeLimit:

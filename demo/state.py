@@ -55,11 +55,13 @@ class DemoState:
 
 
 def load_state(name_or_dir: str = "gpt2", device: str = "auto", dtype: str = "float32",
-               allow_pickle: bool = False) -> DemoState:
+               allow_pickle: bool = False, engine_thread: bool = True) -> DemoState:
     """Load the reference (or its random stand-in), build our GPT from it, and verify it.
 
     Only a hub id the hub cannot be reached for falls back to random weights: a download that broke off,
     or a damaged file, is worth fixing rather than hiding behind gibberish.
+    engine_thread: the engine's loop in a thread of its own; False leaves it to the caller (Engine.run), as
+    `python -m demo` does to run it on the thread that loaded the model.
     Raises ModelLoadError or ValueError, with a message that says what to do, when the app cannot start.
     """
     try:
@@ -77,5 +79,5 @@ def load_state(name_or_dir: str = "gpt2", device: str = "auto", dtype: str = "fl
                        random_student=random_init(verifier.config, reference.device), fallback_reason=fallback_reason)
     if gpu.spaces is not None:  # ZeroGPU lends a GPU per call: a loop that outlives calls cannot hold one
         return loaded
-    engine = Engine(student, max_rows=ENGINE_ROWS, max_cache_bytes=ENGINE_CACHE_BYTES)
+    engine = Engine(student, max_rows=ENGINE_ROWS, max_cache_bytes=ENGINE_CACHE_BYTES, thread=engine_thread)
     return replace(loaded, engine=engine, row_invariance=check_row_invariance(student))

@@ -73,10 +73,14 @@ class Engine:
         cache would not fit waits until enough rows have left.
     prompt_tokens_per_step: prompt tokens read per step at most, so a long prompt (or many new
         prompts) never stalls the rows already writing for more than about a step.
+    thread: run the loop in a thread of its own, started here; if False, the caller runs it (`run`).
+        On a CPU, PyTorch keeps a pool of worker threads for each thread that runs it in parallel,
+        and while another thread's pool is alive every small operation is slower: `python -m demo`
+        runs the loop on the thread that loaded the model, whose pool is there anyway.
     """
 
     def __init__(self, model: GPT, max_rows: int = 32, max_cache_bytes: int = 2**30,
-                 prompt_tokens_per_step: int = 256):
+                 prompt_tokens_per_step: int = 256, thread: bool = True):
         self.model, self.max_rows, self.max_cache_bytes = model, max_rows, max_cache_bytes
         self.prompt_tokens_per_step = prompt_tokens_per_step
         config = model.config
@@ -86,8 +90,10 @@ class Engine:
         self._rows: list[_Row] = []
         self._wake = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
-        self._thread.start()
+        self._cores = torch.get_num_threads()  # what the loop runs on, whichever thread runs it
+        self._thread = threading.Thread(target=self.run, name="engine", daemon=True) if thread else None
+        if self._thread is not None:
+            self._thread.start()
 
     # --- what callers use --------------------------------------------------------------------------
 
@@ -106,6 +112,11 @@ class Engine:
         yield from self.submit(ids, settings)
 
     @property
+    def thread(self) -> threading.Thread | None:
+        """The thread the loop runs in, if the engine started one (thread=True)."""
+        return self._thread
+
+    @property
     def active_rows(self) -> int:
         return len(self._rows)
 
@@ -118,11 +129,14 @@ class Engine:
         with self._wake:
             self._closed = True
             self._wake.notify()
-        self._thread.join()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
 
     # --- the loop ----------------------------------------------------------------------------------
 
-    def _loop(self):
+    def run(self):
+        """The loop, in the calling thread, until `close()`."""
+        torch.set_num_threads(self._cores)  # as many as the thread that built the engine had
         while True:
             with self._wake:
                 while not (self._closed or self._waiting or self._rows):

@@ -97,12 +97,14 @@ def test_only_the_two_stable_endpoints_are_listed(client):
 
 def test_python_m_demo_passes_its_options_to_launch(tiny_dir, monkeypatch):
     launched = {}
-    monkeypatch.setattr("demo.__main__.launch", lambda app, **options: launched.update(options))
+    monkeypatch.setattr("demo.__main__.launch",
+                        lambda app, engine, **options: launched.update(options, engine_thread=engine.thread))
     assert demo_main(["--model", str(tiny_dir), "--device", "cpu"]) == 0
     # None: Gradio reads GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, else binds 127.0.0.1:7860
-    assert launched == {"server_name": None, "server_port": None, "share": False}
+    # engine_thread None: the engine's loop is left to launch, to run on the thread that loaded the model
+    assert launched == {"server_name": None, "server_port": None, "share": False, "engine_thread": None}
     assert demo_main(["--model", str(tiny_dir), "--device", "cpu", "--host", "0.0.0.0", "--port", "8123"]) == 0
-    assert launched == {"server_name": "0.0.0.0", "server_port": 8123, "share": False}
+    assert launched == {"server_name": "0.0.0.0", "server_port": 8123, "share": False, "engine_thread": None}
 
 
 def test_bfloat16_generates_in_half_precision_while_verification_stays_float32(tiny_dir, tiny_state):

@@ -133,7 +133,7 @@ def test_a_checkpoint_that_cannot_be_loaded_stops_the_start_in_one_line(tiny_dir
 
 
 def test_a_pickle_checkpoint_starts_only_when_allowed(tiny_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr("demo.__main__.launch", lambda app, **options: None)
+    monkeypatch.setattr("demo.__main__.launch", lambda app, engine, **options: None)
     assert demo_main(["--model", str(pickle_only(tiny_dir, tmp_path)), "--device", "cpu", "--allow-pickle"]) == 0
 
 
