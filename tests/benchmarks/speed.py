@@ -31,7 +31,12 @@ import torch
 
 from model.fast import load_student
 from model.reference import load_reference
-from tests.benchmarks.ceiling import ceiling, matrix_products_share, memory_bandwidth, weight_bytes_per_token
+from tests.benchmarks.ceiling import (
+    ceiling,
+    matrix_products_share,
+    memory_bandwidth,
+    weight_bytes_per_token,
+)
 from tests.benchmarks.goals import goals
 from tests.benchmarks.machine import machine
 from tests.benchmarks.no_cache import no_cache
