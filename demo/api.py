@@ -6,7 +6,7 @@ as an error on the page that names the field, never as a traceback in the server
 """
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import gradio as gr
@@ -16,7 +16,7 @@ from model.bugs import BUGS
 from model.generate import Prompt, prepare_prompt, stream_text
 from model.sampling import SamplingSettings
 from model.tokenizer import encode
-from model.verify import DEFAULT_PROMPT, verify
+from model.verify import DEFAULT_PROMPT
 
 # Bounds on what one request may ask for, so no student can hold a slot, the queue or the memory for long.
 MAX_NEW_TOKENS = 512  # bounds the time one request holds a slot
@@ -29,6 +29,10 @@ MAX_REQUEST_BYTES = 8 * 2**20
 # Pieces written within this many seconds go to the browser as one message: each message costs the server
 # time, and a class of 30 streaming every token would spend it on messages instead of on writing.
 STREAM_SECONDS = 0.1
+# A verification lets the class's writing go first: each stage of a report starts in a pause between generations,
+# or once the report has waited this long in all. It shares the CPU with the class otherwise, and slows every
+# student's text while it runs; a teacher's report is still never held back for long.
+VERIFY_WAITS_SECONDS = 10
 # In a str, a surrogate is always half of a character: JSON's "\ud83d" without its "\ude00" decodes to one.
 UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -78,16 +82,40 @@ class DemoApi:
 
         Returns the JSON of `python -m model.verify --json`. bug: "none" or one of model.bugs.BUGS.
         """
+        return self.report(prompt, bug)
+
+    def report(self, prompt: str, bug: str, progress: Callable | None = None) -> dict:
+        """verify_report's JSON, each stage after a pause in the class's writing (VERIFY_WAITS_SECONDS).
+
+        progress(fraction, desc=...): told what is computed, and what is waited for (gr.Progress is one).
+        """
         if bug not in ("none", *BUGS):
             raise user_error(f"bug must be none or one of {', '.join(BUGS)}, got {bug!r}")
         prompt = _checked_prompt(prompt)
         with shown_to_user():
-            report = verify(self.state.reference, prompt, None if bug == "none" else bug, student=self.state.verifier,
-                            lower_precision=self.state.lower_precision)
+            report = self.state.reports.get(prompt, None if bug == "none" else bug,
+                                            before_stage=self._after_the_class(progress))
         verified = Prompt(prompt, report.prompt_tokens, len(encode(prompt)) - len(report.prompt_tokens))
         if verified.notice:
             gr.Warning(verified.notice)
         return report.to_dict()
+
+    def _after_the_class(self, progress: Callable | None) -> Callable[[int, int, str], None]:
+        """Before each stage of a report: wait for the engine to pause, for VERIFY_WAITS_SECONDS at most in all."""
+        engine, deadline = self.state.engine, time.monotonic() + VERIFY_WAITS_SECONDS
+
+        def tell(fraction: float, what: str):
+            if progress is not None:
+                progress(fraction, desc=what)
+
+        def before_stage(done: int, total: int, description: str):
+            left = max(deadline - time.monotonic(), 0)
+            if engine is not None and left and not engine.wait_until_idle(timeout=0):
+                tell(done / total, f"Waiting for a pause in the class's writing (at most {left:.0f} s)…")
+                engine.wait_until_idle(timeout=left)
+            tell(done / total, f"Computing {description}…")
+
+        return before_stage
 
 
 def user_error(message: str) -> gr.Error:

@@ -15,7 +15,7 @@ from model.reference import (
     load_reference,
     random_reference,
 )
-from model.verify import DEFAULT_PROMPT, precision_dtypes, verify
+from model.verify import DEFAULT_PROMPT, Reports, precision_dtypes
 
 ENGINE_ROWS = 32  # a class of 30 writing at once, and the teacher
 # The KV caches of the rows writing at once stay below this; a request whose cache would not fit waits its turn.
@@ -31,9 +31,9 @@ class DemoState:
     verifier: GPT  # float32, sharing the reference's memory: the model verification checks
     student: GPT  # the model that writes, in `dtype`, laid out for speed (model.fast.load_student)
     dtype: str
-    # The correct model in each lower precision the report measures (model.verify.PRECISIONS): the writing model
-    # where it is one, else a copy kept for every report, instead of one made for each.
-    lower_precision: dict[str, GPT]
+    # Every verification report, each made once: of the verifier, and of the correct model in each lower precision
+    # the report measures (model.verify.PRECISIONS), the writing model where it is one, else a copy kept for all.
+    reports: Reports
     startup_report: dict  # verify() on the lesson's first prompt, as JSON
     random_student: GPT  # the same class and config on GPT-2's random initialisation: what the weights add
     fallback_reason: str | None = None  # why the real weights could not be had, if they could not
@@ -74,8 +74,9 @@ def load_state(name_or_dir: str = "gpt2", device: str = "auto", dtype: str = "fl
     student = load_student(reference, dtype)
     lower_precision = {name: student if name == dtype else load_student(reference, name)
                        for name in precision_dtypes(reference.device)}
-    report = on_gpu(verify)(reference, DEFAULT_PROMPT, student=verifier, lower_precision=lower_precision).to_dict()
-    loaded = DemoState(name_or_dir, reference, verifier, student, dtype, lower_precision, report,
+    reports = Reports(reference, verifier, lower_precision)
+    report = on_gpu(reports.get)(DEFAULT_PROMPT).to_dict()
+    loaded = DemoState(name_or_dir, reference, verifier, student, dtype, reports, report,
                        random_student=random_init(verifier.config, reference.device), fallback_reason=fallback_reason)
     if gpu.spaces is not None:  # ZeroGPU lends a GPU per call: a loop that outlives calls cannot hold one
         return loaded

@@ -52,8 +52,7 @@ def check_tab(api: DemoApi):
         panels["json"] = gr.JSON(shown["json"])
 
     def show(prompt, bug, progress=gr.Progress()):
-        progress(0, desc="Running our GPT and the reference side by side, layer by layer…")
-        report = api.verify_report(prompt, bug)
+        report = api.report(prompt, bug, progress)
         return {panels[name]: value for name, value in views.report_panels(report).items()}
 
     bug.change(lambda name: gr.Radio(info=views.bug_description(name)), bug, bug, api_visibility="private",

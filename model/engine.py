@@ -9,7 +9,7 @@ reading one. Each new token goes to its request at once. A request that stops (i
 <|endoftext|>, Stop, a client gone) leaves at the next step and its cache is freed.
 
 Every row is computed exactly as it would be alone: the model's products give each row the same
-bits whatever the other rows hold (model/matvec.py), attention reads each row's own cache, and
+bits whatever the other rows hold (model/products.py), attention reads each row's own cache, and
 each request samples with its own seeded generator. `check_row_invariance` confirms it on the
 machine the app runs on.
 """
@@ -104,7 +104,7 @@ class Engine:
             if self._closed:
                 raise EngineError("the engine is closed")
             self._waiting.append(request)
-            self._wake.notify()
+            self._wake.notify_all()  # the loop, among any waiting for a pause
         return request
 
     def stream(self, ids: list[int], settings: SamplingSettings) -> Iterator[int]:
@@ -124,11 +124,19 @@ class Engine:
     def waiting(self) -> int:
         return len(self._waiting)
 
+    def wait_until_idle(self, timeout: float) -> bool:
+        """Block until no request is writing or waiting (True), or `timeout` seconds have passed (False).
+
+        For work that should let the class write first: it starts in a pause, or after `timeout` at most.
+        """
+        with self._wake:
+            return self._wake.wait_for(lambda: self._closed or not (self._rows or self._waiting), timeout)
+
     def close(self):
         """Stop the loop; requests still running or waiting end with an error."""
         with self._wake:
             self._closed = True
-            self._wake.notify()
+            self._wake.notify_all()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
 
@@ -139,6 +147,8 @@ class Engine:
         torch.set_num_threads(self._cores)  # as many as the thread that built the engine had
         while True:
             with self._wake:
+                if not (self._waiting or self._rows):
+                    self._wake.notify_all()  # idle: wake whoever waits for a pause
                 while not (self._closed or self._waiting or self._rows):
                     self._wake.wait()
                 if self._closed:

@@ -5,13 +5,18 @@ line up (counts, names, shapes, tying) and every tensor holds the reference's va
 match within a stated tolerance, every layer's residual stream matches, and the greedy tokens they
 write are the same. Beside them, the same model in lower precision shows how far float noise can
 reach. For a deliberate bug, the same checks show where the broken load goes wrong, or the
-mapping's refusal to load it.
+mapping's refusal to load it. `Reports` is the same for an app: each report made once and kept.
 
     python -m model.verify --model gpt2 --bug skip_transpose_square
 """
 import argparse
+import copy
 import json
 import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -37,6 +42,19 @@ LOOSE_ATOL = 1e-3
 TOP_K = 5
 GREEDY_TOKENS = 16
 TEXT_SETTINGS = SamplingSettings(max_new_tokens=24, temperature=0.8, top_k=50, seed=0, stop_at_eot=False)
+# What a report computes, in order, the broken load's stages only with a bug: for a progress bar, and for a
+# caller that lets more urgent work go first between them. Each takes one decoding loop at most.
+CORRECT_STAGES = {
+    "compare": "our GPT and transformers' GPT-2 on the prompt, tensor by tensor and layer by layer",
+    "their_greedy": "transformers' own greedy tokens",
+    "our_greedy": "our GPT's greedy tokens",
+    "precision": "our GPT in lower precision",
+}
+BROKEN_STAGES = {
+    "correct_text": "the correct load's text",
+    "broken": "the broken load, checked the same way",
+    "broken_text": "the broken load's text",
+}
 
 
 # --- the checks ----------------------------------------------------------------------------------
@@ -168,60 +186,141 @@ def verify(reference, prompt: str = DEFAULT_PROMPT, bug: str | None = None, stud
            greedy_tokens: int = GREEDY_TOKENS, lower_precision: dict[str, GPT] | None = None) -> VerificationReport:
     """Check our GPT, loaded from `reference`, against it on `prompt`; with `bug`, a broken load too.
 
+    The checks, in order, are in `Reports._report`; this makes one report and keeps nothing.
+
     student: an already loaded correct model to reuse (the app keeps one); built here if None.
     lower_precision: correct models in bfloat16 or float16 to reuse, by dtype (the app's writing
         model may be one); those not given are made for the precision rows and dropped after.
     """
-    check_bug(bug)
-    student = student if student is not None else GPT.from_hf(reference)
-    ids = encode(prompt)
-    if not ids:
-        raise ValueError("prompt is empty: verification needs at least one token of text")
-    n_positions = student.config.n_positions
-    if not 0 < greedy_tokens <= n_positions // 2:
-        raise ValueError(f"greedy_tokens must be from 1 to {n_positions // 2}, got {greedy_tokens}")
-    ids = student.context_window(ids, greedy_tokens)  # the reference cannot write past its context
-    idx = torch.tensor([ids], device=reference.device)
-
-    mapping = audit(student, reference)
-    ours_logits, ours_hidden = _forward(student, idx)
-    ref_logits, ref_hidden = _forward_reference(reference, idx)
-    logit_diff = (ours_logits - ref_logits).abs()
-    layer_diffs, layer_close = _layer_diffs(ours_hidden, ref_hidden)
-    theirs = reference_greedy(reference, ids, greedy_tokens)
-    greedy_ids = student.generate(ids, SamplingSettings(max_new_tokens=greedy_tokens, temperature=0, top_k=None,
-                                                        stop_at_eot=False))
-    agree = _agreement(greedy_ids, theirs)
-    report = VerificationReport(
-        prompt=prompt, prompt_tokens=ids, device=str(reference.device), dtype=str(ours_logits.dtype).removeprefix("torch."),
-        param_count_ours=student.num_parameters(),
-        param_count_reference=sum(p.numel() for p in reference.parameters()),
-        key_count_ours=len(student.state_dict()), key_count_reference=len(reference.state_dict()),
-        tied=student.lm_head.weight is student.transformer.wte.weight,
-        **naive_load_outcome(mapping, {name: t.shape for name, t in reference.state_dict().items()}),
-        mapping=[row.to_dict() for row in mapping],
-        max_abs_logit_diff=logit_diff.max().item(), mean_abs_logit_diff=logit_diff.mean().item(),
-        tolerance=dict(TOLERANCE), allclose=torch.allclose(ours_logits, ref_logits, **TOLERANCE),
-        lesson_atol=LESSON_ATOL, lesson_atol_holds=torch.allclose(ours_logits, ref_logits, atol=LESSON_ATOL),
-        loose_atol=LOOSE_ATOL,
-        precision=[_precision_row("float32", ours_logits, ref_logits, agree),
-                   *_lower_precision_rows(reference, lower_precision or {}, ids, ref_logits, theirs)],
-        layer_names=["embeddings"] + [f"block {i}" for i in range(len(ours_hidden) - 2)] + [f"block {len(ours_hidden) - 2} + ln_f"],
-        layer_max_abs_diff=layer_diffs, layers_allclose=all(layer_close),
-        top_k=_top_k(_likeliest(ref_logits), ref_logits, ours=ours_logits),
-        greedy_tokens=greedy_tokens, greedy_tokens_agree=agree, greedy_text=decode(greedy_ids),
-    )
-    if bug is not None:
-        report.broken = _verify_broken(reference, student, bug, prompt, ids, ours_logits, ref_logits, ref_hidden,
-                                       theirs)
-    return report
+    return Reports(reference, student, lower_precision, greedy_tokens, kept=0).get(prompt, bug)
 
 
-def _verify_broken(reference, student, bug, prompt, ids, ours_logits, ref_logits, ref_hidden, theirs) -> BrokenReport:
+@dataclass
+class _Writing:
+    """What the correct load writes after one prompt: the same for every bug's report on it, and the costliest
+    part of a report (a decoding loop each)."""
+    theirs: list[int]  # transformers' own greedy tokens
+    ours: list[int]  # our model's greedy tokens
+    lower_precision: list[dict]  # the precision rows below float32, scored on `theirs`
+
+
+class _Kept(OrderedDict):
+    """The last `most` values made, by key; the one used least recently is dropped first."""
+
+    def __init__(self, most: int):
+        super().__init__()
+        self.most = most
+
+    def get_or_make(self, key, make):
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        value = self[key] = make()
+        while len(self) > self.most:
+            self.popitem(last=False)
+        return value
+
+
+class Reports:
+    """verify() for an app that many people ask: each report made once, and the last `kept` kept.
+
+    A report depends only on the two models, the prompt and the bug, and a class asks the same question many
+    times. What the correct load writes after a prompt is shared by every bug's report on it.
+    """
+
+    def __init__(self, reference, student: GPT | None = None, lower_precision: dict[str, GPT] | None = None,
+                 greedy_tokens: int = GREEDY_TOKENS, kept: int = 64):
+        self.reference = reference
+        self.student = student if student is not None else GPT.from_hf(reference)
+        self.lower_precision = lower_precision or {}
+        n_positions = self.student.config.n_positions
+        if not 0 < greedy_tokens <= n_positions // 2:
+            raise ValueError(f"greedy_tokens must be from 1 to {n_positions // 2}, got {greedy_tokens}")
+        self.greedy_tokens = greedy_tokens
+        self._reports, self._writing, self._texts = _Kept(kept), _Kept(kept), _Kept(kept)
+        self._lock = threading.Lock()  # one report at a time: a second asker of the same one waits for it
+
+    def get(self, prompt: str = DEFAULT_PROMPT, bug: str | None = None,
+            before_stage: Callable[[int, int, str], None] | None = None) -> VerificationReport:
+        """The report on `prompt`, with `bug` if given: a copy, for the caller to keep or change.
+
+        before_stage(done, total, description): called before each stage this report computes (none when the
+        report is kept), with how many of its stages are done.
+        """
+        check_bug(bug)
+        stages = {**CORRECT_STAGES, **(BROKEN_STAGES if bug is not None else {})}
+
+        def stage(name: str):
+            if before_stage is not None:
+                before_stage(list(stages).index(name), len(stages), stages[name])
+
+        with self._lock:
+            return copy.deepcopy(self._reports.get_or_make((prompt, bug), lambda: self._report(prompt, bug, stage)))
+
+    def _report(self, prompt: str, bug: str | None, stage: Callable[[str], None]) -> VerificationReport:
+        reference, student, greedy_tokens = self.reference, self.student, self.greedy_tokens
+        ids = encode(prompt)
+        if not ids:
+            raise ValueError("prompt is empty: verification needs at least one token of text")
+        ids = student.context_window(ids, greedy_tokens)  # the reference cannot write past its context
+        idx = torch.tensor([ids], device=reference.device)
+
+        stage("compare")
+        mapping = audit(student, reference)
+        ours_logits, ours_hidden = _forward(student, idx)
+        ref_logits, ref_hidden = _forward_reference(reference, idx)
+        logit_diff = (ours_logits - ref_logits).abs()
+        layer_diffs, layer_close = _layer_diffs(ours_hidden, ref_hidden)
+        writing = self._writing.get_or_make(prompt, lambda: self._write(ids, ref_logits, stage))
+        agree = _agreement(writing.ours, writing.theirs)
+        report = VerificationReport(
+            prompt=prompt, prompt_tokens=ids, device=str(reference.device),
+            dtype=str(ours_logits.dtype).removeprefix("torch."),
+            param_count_ours=student.num_parameters(),
+            param_count_reference=sum(p.numel() for p in reference.parameters()),
+            key_count_ours=len(student.state_dict()), key_count_reference=len(reference.state_dict()),
+            tied=student.lm_head.weight is student.transformer.wte.weight,
+            **naive_load_outcome(mapping, {name: t.shape for name, t in reference.state_dict().items()}),
+            mapping=[row.to_dict() for row in mapping],
+            max_abs_logit_diff=logit_diff.max().item(), mean_abs_logit_diff=logit_diff.mean().item(),
+            tolerance=dict(TOLERANCE), allclose=torch.allclose(ours_logits, ref_logits, **TOLERANCE),
+            lesson_atol=LESSON_ATOL, lesson_atol_holds=torch.allclose(ours_logits, ref_logits, atol=LESSON_ATOL),
+            loose_atol=LOOSE_ATOL,
+            precision=[_precision_row("float32", ours_logits, ref_logits, agree), *writing.lower_precision],
+            layer_names=["embeddings"] + [f"block {i}" for i in range(len(ours_hidden) - 2)]
+                        + [f"block {len(ours_hidden) - 2} + ln_f"],
+            layer_max_abs_diff=layer_diffs, layers_allclose=all(layer_close),
+            top_k=_top_k(_likeliest(ref_logits), ref_logits, ours=ours_logits),
+            greedy_tokens=greedy_tokens, greedy_tokens_agree=agree, greedy_text=decode(writing.ours),
+        )
+        if bug is not None:
+            text_correct = self._texts.get_or_make(prompt, lambda: self._correct_text(prompt, stage))
+            stage("broken")
+            report.broken = _verify_broken(reference, student, bug, prompt, ids, ours_logits, ref_logits, ref_hidden,
+                                           writing.theirs, text_correct, stage)
+        return report
+
+    def _correct_text(self, prompt: str, stage: Callable[[str], None]) -> str:
+        stage("correct_text")
+        return complete(self.student, prompt, TEXT_SETTINGS)
+
+    def _write(self, ids: list[int], ref_logits, stage: Callable[[str], None]) -> _Writing:
+        stage("their_greedy")
+        theirs = reference_greedy(self.reference, ids, self.greedy_tokens)
+        stage("our_greedy")
+        ours = self.student.generate(ids, SamplingSettings(max_new_tokens=self.greedy_tokens, temperature=0,
+                                                           top_k=None, stop_at_eot=False))
+        stage("precision")
+        return _Writing(theirs, ours, _lower_precision_rows(self.reference, self.lower_precision, ids, ref_logits,
+                                                            theirs))
+
+
+def _verify_broken(reference, student, bug, prompt, ids, ours_logits, ref_logits, ref_hidden, theirs,
+                   text_correct, stage: Callable[[str], None]) -> BrokenReport:
     """The broken load, checked like the correct one; a refused load has only the mapping's message."""
     info = BUGS[bug]
     broken = BrokenReport(bug=bug, summary=info.summary, explanation=info.explanation, silent=info.silent,
-                          refused=False, text_correct=complete(student, prompt, TEXT_SETTINGS),
+                          refused=False, text_correct=text_correct,
                           changed_rows=[row.to_dict() for row in mapping_for(student, reference, bug) if row.bug])
     try:
         model = GPT.from_hf(reference, bug)
@@ -240,6 +339,7 @@ def _verify_broken(reference, student, bug, prompt, ids, ours_logits, ref_logits
     # The reference's likeliest next tokens, then the broken load's own favourites: what it would say instead.
     tokens = list(dict.fromkeys(_likeliest(ref_logits) + _likeliest(logits)))
     broken.top_k = _top_k(tokens, ref_logits, correct=ours_logits, broken=logits)
+    stage("broken_text")
     broken.text_broken = complete(model, prompt, TEXT_SETTINGS)
     return broken
 

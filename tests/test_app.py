@@ -4,21 +4,26 @@ Bad input has its own module, test_bad_input.py."""
 import json
 import subprocess
 import sys
+import threading
 
 import pytest
 import torch
 from gradio_client import Client
 
+import demo.api
 import demo.gpu
 from demo.__main__ import main as demo_main
-from demo.api import STREAM_SECONDS
+from demo.api import STREAM_SECONDS, DemoApi
 from demo.app import build_app
 from demo.gpu import GPU_SECONDS, on_gpu
 from demo.state import load_state
 from model import verify as verify_cli
 from model.bugs import BUGS
 from model.products import RowInvariantLinear
-from tests.app_server import REPO_ROOT, serving, watched_model, written_alone
+from model.sampling import SamplingSettings
+from model.tokenizer import encode
+from model.verify import CORRECT_STAGES, verify
+from tests.app_server import REPO_ROOT, serving, wait_until, watched_model, written_alone
 from tests.checkpoints import GPT2_PARAMETERS
 
 PROMPT = "The capital of France is"
@@ -83,6 +88,31 @@ def test_verify_report_catches_every_bug(client, bug):
     assert broken["allclose"] is (None if broken["refused"] else False)
 
 
+def test_a_verification_lets_the_class_write_first_for_a_bounded_time(tiny_state, monkeypatch):
+    api, engine = DemoApi(tiny_state), tiny_state.engine
+    long_text = SamplingSettings(max_new_tokens=10_000, temperature=0.8, top_k=50, seed=0, stop_at_eot=False)
+    monkeypatch.setattr(demo.api, "VERIFY_WAITS_SECONDS", 120)
+    writing = iter(engine.submit(encode(PROMPT), long_text))
+    next(writing)
+    told, reports = [], []
+    verifying = threading.Thread(target=lambda: reports.append(
+        api.report("Verified in a pause", "none", progress=lambda fraction, desc: told.append(desc))))
+    verifying.start()
+    wait_until(lambda: told, 30, "the report says what it waits for")
+    assert told == ["Waiting for a pause in the class's writing (at most 120 s)…"] and not reports
+    writing.close()  # the class pauses
+    verifying.join(timeout=120)
+    assert told[1:] == [f"Computing {description}…" for description in CORRECT_STAGES.values()]
+    assert reports == [verify(tiny_state.reference, "Verified in a pause", student=tiny_state.verifier).to_dict()]
+
+    monkeypatch.setattr(demo.api, "VERIFY_WAITS_SECONDS", 0.2)  # a class that never pauses
+    writing = iter(engine.submit(encode(PROMPT), long_text))
+    next(writing)
+    assert api.report("Verified beside the class", "none")["verified"]
+    assert engine.active_rows == 1  # the report came while the class still wrote
+    writing.close()
+
+
 def test_only_the_two_stable_endpoints_are_listed(client):
     api = client.view_api(return_format="dict", print_info=False)
     assert set(api["named_endpoints"]) == {"/generate", "/verify_report"}
@@ -112,8 +142,8 @@ def test_bfloat16_generates_in_half_precision_while_verification_stays_float32(t
     assert state.student.lm_head.weight.dtype == torch.bfloat16
     assert state.verifier.lm_head.weight.dtype == torch.float32 and state.startup_report["dtype"] == "float32"
     assert state.startup_report["verified"]
-    assert state.lower_precision == {"bfloat16": state.student}  # the report's bfloat16 row measures the writer
-    assert tiny_state.lower_precision["bfloat16"].lm_head.weight.dtype == torch.bfloat16  # float32: a copy kept
+    assert state.reports.lower_precision == {"bfloat16": state.student}  # the report's bfloat16 row measures the writer
+    assert tiny_state.reports.lower_precision["bfloat16"].lm_head.weight.dtype == torch.bfloat16  # float32: a copy kept
     # float32: the verifier shares every tensor with the reference; the writer's products are packed for oneDNN.
     block = "transformer.h.0.mlp.c_fc.weight"
     assert tiny_state.verifier.state_dict()[block].data_ptr() == tiny_state.reference.state_dict()[block].data_ptr()

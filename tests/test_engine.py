@@ -172,6 +172,23 @@ def test_rows_wait_while_their_caches_would_not_fit_the_memory_bound(writer):
     assert texts == [alone(writer, PROMPTS[0], replace(settings, seed=seed)) for seed in range(5)]
 
 
+def test_waiting_for_a_pause_ends_when_the_last_row_leaves_or_at_the_timeout(writer):
+    with running(writer) as engine:
+        assert engine.wait_until_idle(timeout=0)  # nothing to write: a pause already
+        writing = iter(engine.submit(PROMPTS[0], replace(SAMPLED, max_new_tokens=10_000)))
+        next(writing)
+        assert not engine.wait_until_idle(timeout=0.2)
+        paused = []
+        waiter = threading.Thread(target=lambda: paused.append(engine.wait_until_idle(timeout=120)))
+        waiter.start()
+        # Someone waiting for a pause does not keep the loop from seeing a new request.
+        assert list(engine.submit(PROMPTS[1], SAMPLED)) == alone(writer, PROMPTS[1], SAMPLED)
+        assert paused == []
+        writing.close()
+        waiter.join(timeout=120)
+        assert paused == [True] and engine.active_rows == 0
+
+
 def test_a_closed_engine_ends_what_it_was_serving_with_an_error(writer):
     engine = Engine(writer)
     tokens = iter(engine.submit(PROMPTS[0], replace(SAMPLED, max_new_tokens=10_000)))

@@ -19,10 +19,13 @@ from model.mapping import WeightMismatchError, audit, build_mapping, mapping_for
 from model.sampling import SamplingSettings
 from model.tokenizer import decode, encode
 from model.verify import (
+    BROKEN_STAGES,
+    CORRECT_STAGES,
     LESSON_ATOL,
     LOOSE_ATOL,
     TEXT_SETTINGS,
     TOLERANCE,
+    Reports,
     atol_needed,
     naive_load_outcome,
     reference_greedy,
@@ -372,3 +375,42 @@ def test_a_broken_model_shares_every_untouched_tensor_with_the_correct_one(tiny_
     for name, tensor in GPT.from_hf(tiny_reference, bug).state_dict().items():
         same = tensor.data_ptr() == correct[name].data_ptr() and tensor.stride() == correct[name].stride()
         assert same == (name not in changed), name
+
+
+# --- Reports: each report made once ----------------------------------------------------------------
+
+class Stages(list):
+    """A before_stage callback: the (done, total, description) of every stage computed, in order."""
+
+    def __call__(self, done, total, description):
+        self.append((done, total, description))
+
+    @property
+    def descriptions(self):
+        return [description for _, _, description in self]
+
+
+def test_reports_are_made_once_and_the_correct_loads_writing_is_shared_by_every_bug(tiny_reference, tiny_student):
+    reports, prompt = Reports(tiny_reference, tiny_student, greedy_tokens=4), "A report asked for again"
+    first, again, bug = Stages(), Stages(), Stages()
+    correct = reports.get(prompt, before_stage=first)
+    assert first == [(i, 4, description) for i, description in enumerate(CORRECT_STAGES.values())]
+    assert reports.get(prompt, before_stage=again).to_dict() == correct.to_dict() and again == []
+    broken = reports.get(prompt, "skip_transpose_square", before_stage=bug)
+    # The greedy tokens of both models and the lower precisions are the correct load's: not computed again.
+    assert bug.descriptions == [CORRECT_STAGES["compare"], *BROKEN_STAGES.values()]
+    assert [done for done, _, _ in bug] == [0, 4, 5, 6] and {total for _, total, _ in bug} == {7}
+    for bug_name, report in [(None, correct), ("skip_transpose_square", broken)]:
+        assert report.to_dict() == verify(tiny_reference, prompt, bug_name, tiny_student, greedy_tokens=4).to_dict()
+
+
+def test_reports_hand_out_copies_and_keep_only_the_last_ones_used(tiny_reference, tiny_student):
+    reports = Reports(tiny_reference, tiny_student, greedy_tokens=4, kept=1)
+    first = reports.get("One prompt")
+    first.mapping.clear()  # a caller's change stays the caller's
+    assert reports.get("One prompt").mapping
+    reports.get("Another prompt")  # the only one kept now
+    made_again = Stages()
+    assert reports.get("One prompt", before_stage=made_again).to_dict() == verify(
+        tiny_reference, "One prompt", student=tiny_student, greedy_tokens=4).to_dict()
+    assert made_again.descriptions == list(CORRECT_STAGES.values())
