@@ -15,7 +15,7 @@ from demo.app import build_app  # noqa: E402 - after the path is set
 from demo.server import launch  # noqa: E402
 from demo.state import load_state  # noqa: E402
 from model.cli import add_model_arguments, exit_status  # noqa: E402
-from model.fast import DTYPES  # noqa: E402
+from model.serving.writer import DTYPES  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -1,4 +1,4 @@
-"""What a request may ask for and what it gets: the app's two endpoints, their bounds, their errors.
+"""What a request may ask for and what it gets: the app's endpoints, their bounds, their errors.
 
 `/generate` streams a continuation and `/verify_report` returns the JSON of `python -m model.verify
 --json`; the page's tabs call the same methods. Every input is checked here, and a bad one comes back
@@ -12,11 +12,11 @@ from contextlib import contextmanager
 import gradio as gr
 
 from demo.state import DemoState
-from model.bugs import BUGS
-from model.generate import Prompt, prepare_prompt, stream_text
+from model.loading.mistakes import DEMONSTRATIONS
+from model.proof.verify import DEFAULT_PROMPT
 from model.sampling import SamplingSettings
+from model.serving.text import Prompt, prepare_prompt, stream_text
 from model.tokenizer import encode
-from model.verify import DEFAULT_PROMPT
 
 # Bounds on what one request may ask for, so no student can hold a slot, the queue or the memory for long.
 MAX_NEW_TOKENS = 512  # bounds the time one request holds a slot
@@ -29,10 +29,6 @@ MAX_REQUEST_BYTES = 8 * 2**20
 # Pieces written within this many seconds go to the browser as one message: each message costs the server
 # time, and a class of 30 streaming every token would spend it on messages instead of on writing.
 STREAM_SECONDS = 0.1
-# A verification lets the class's writing go first: each stage of a report starts in a pause between generations,
-# or once the report has waited this long in all. It shares the CPU with the class otherwise, and slows every
-# student's text while it runs; a teacher's report is still never held back for long.
-VERIFY_WAITS_SECONDS = 10
 # In a str, a surrogate is always half of a character: JSON's "\ud83d" without its "\ude00" decodes to one.
 UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -45,7 +41,7 @@ class DemoApi:
 
     def generate(self, prompt: str, max_new_tokens: int = 64, temperature: float = 0.8, top_k: int = 50,
                  top_p: float = 1.0, seed: int = 0) -> Iterator[str]:
-        """The student GPT's continuation of `prompt`, streamed: each message is the text so far.
+        """Our GPT's continuation of `prompt`, streamed: each message is the text so far.
 
         top_k=0 keeps every token; temperature=0 is greedy. The same seed writes the same text.
         """
@@ -61,7 +57,7 @@ class DemoApi:
             settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature,
                                         top_k=_none_if_zero(top_k), top_p=top_p,
                                         seed=seed).validated(self.state.vocab_size, MAX_NEW_TOKENS)
-        prepared = prepare_prompt(self.state.student, _checked_prompt(prompt), settings.max_new_tokens)
+        prepared = prepare_prompt(self.state.writer, _checked_prompt(prompt), settings.max_new_tokens)
         if prepared.notice:
             gr.Warning(prepared.notice)
         return prepared, settings
@@ -69,7 +65,7 @@ class DemoApi:
     def continuation(self, prompt: Prompt, settings: SamplingSettings) -> Iterator[str]:
         """The continuation so far, at most every STREAM_SECONDS, and whole at the end (even if empty)."""
         text, shown, shown_at = "", None, 0.0
-        for piece in stream_text(self.state.writer, prompt, settings):
+        for piece in stream_text(self.state.tokens(prompt.ids, settings)):
             text += piece
             if time.monotonic() - shown_at >= STREAM_SECONDS:
                 yield (shown := text)
@@ -80,42 +76,26 @@ class DemoApi:
     def verify_report(self, prompt: str = DEFAULT_PROMPT, bug: str = "none") -> dict:
         """Our GPT against the reference on `prompt`; with `bug`, a deliberately broken load too.
 
-        Returns the JSON of `python -m model.verify --json`. bug: "none" or one of model.bugs.BUGS.
+        Returns the JSON of `python -m model.verify --json`. bug: "none" or a mistake of the catalogue
+        (model.loading.mistakes.DEMONSTRATIONS).
         """
         return self.report(prompt, bug)
 
     def report(self, prompt: str, bug: str, progress: Callable | None = None) -> dict:
-        """verify_report's JSON, each stage after a pause in the class's writing (VERIFY_WAITS_SECONDS).
+        """verify_report's JSON, each step after a pause in the class's writing (demo/reports.py).
 
         progress(fraction, desc=...): told what is computed, and what is waited for (gr.Progress is one).
         """
-        if bug not in ("none", *BUGS):
-            raise user_error(f"bug must be none or one of {', '.join(BUGS)}, got {bug!r}")
+        if bug not in ("none", *DEMONSTRATIONS):
+            raise user_error(f"bug must be none or one of {', '.join(DEMONSTRATIONS)}, got {bug!r}")
         prompt = _checked_prompt(prompt)
         with shown_to_user():
-            report = self.state.reports.get(prompt, None if bug == "none" else bug,
-                                            before_stage=self._after_the_class(progress))
-        verified = Prompt(prompt, report.prompt_tokens, len(encode(prompt)) - len(report.prompt_tokens))
+            report = self.state.reports.get(prompt, None if bug == "none" else bug, progress)
+        kept = report["prompt_tokens"]
+        verified = Prompt(prompt, kept, len(encode(prompt)) - len(kept))
         if verified.notice:
             gr.Warning(verified.notice)
-        return report.to_dict()
-
-    def _after_the_class(self, progress: Callable | None) -> Callable[[int, int, str], None]:
-        """Before each stage of a report: wait for the engine to pause, for VERIFY_WAITS_SECONDS at most in all."""
-        engine, deadline = self.state.engine, time.monotonic() + VERIFY_WAITS_SECONDS
-
-        def tell(fraction: float, what: str):
-            if progress is not None:
-                progress(fraction, desc=what)
-
-        def before_stage(done: int, total: int, description: str):
-            left = max(deadline - time.monotonic(), 0)
-            if engine is not None and left and not engine.wait_until_idle(timeout=0):
-                tell(done / total, f"Waiting for a pause in the class's writing (at most {left:.0f} s)…")
-                engine.wait_until_idle(timeout=left)
-            tell(done / total, f"Computing {description}…")
-
-        return before_stage
+        return report
 
 
 def user_error(message: str) -> gr.Error:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from html import escape
 
 LINE_COLOURS = {"copy": "#2563eb", "transpose": "#b45309", "tied": "#15803d", "bug": "#e11d48", "folded": "#6b7280"}
-ARROW_LABELS = {"copy": "copy", "transpose": ".t()", "tied": "tied", "raw": "raw memory", "random": "random"}
+ARROW_LABELS = {"copy": "copy", "transpose": ".t()", "tied": "tied"}  # a mistake's own ops show as it names them
 LEGEND = {"copy": "copy: the same layout on both sides",
           "transpose": ".t(): Conv1D's (in, out) becomes nn.Linear's (out, in)",
           "tied": "tied: lm_head is wte, one tensor",

@@ -7,7 +7,7 @@ from demo.api import MAX_NEW_TOKENS, DemoApi
 from demo.gpu import on_gpu
 from demo.random_weights import random_weights_chat, write_beside
 from demo.views import LESSON_PROMPTS
-from model.generate import Prompt
+from model.serving.text import Prompt
 from model.tokenizer import decode
 
 SEEDS = 2**32  # a randomized seed is below this: short enough to read out and type back

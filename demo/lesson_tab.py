@@ -14,12 +14,12 @@ from demo.diagram import diagram_html
 from demo.gpu import on_gpu
 from demo.tally import NEW_PAGE, AnswerTally
 from demo.views import bug_description
-from model import quiz
-from model.anatomy import parameter_anatomy
-from model.bugs import BUGS
-from model.knowledge import PARAGRAPH, paragraph_losses
-from model.mapping import build_mapping
-from model.plan import load_plan
+from model.lesson import quiz
+from model.lesson.anatomy import parameter_anatomy
+from model.lesson.knowledge import PARAGRAPH, paragraph_losses
+from model.lesson.plan import load_plan
+from model.loading.mapping import named_table
+from model.loading.mistakes import DEMONSTRATIONS, MISTAKES
 
 TALLY_SECONDS = 5  # how often a page that asks for it (the projector's) reloads the tally: one small request
 
@@ -31,7 +31,7 @@ def lesson_tabs(api: DemoApi):
     with gr.Tab("The mapping"):
         the_mapping(api)
     with gr.Tab("Parameters"):
-        anatomy = parameter_anatomy(api.state.verifier).to_dict()
+        anatomy = parameter_anatomy(api.state.ours).to_dict()
         gr.HTML(lesson_views.anatomy_html(anatomy, api.state.model_name), elem_classes="lesson", elem_id="anatomy")
     with gr.Tab("Weights = knowledge"):
         weights_are_the_knowledge(api)
@@ -39,15 +39,15 @@ def lesson_tabs(api: DemoApi):
 
 def predict_the_shape(api: DemoApi):
     """The quiz: a tensor of the reference, the student's shape and operation, graded; the class's tally."""
-    questions = {question.kind: question for question in quiz.questions(build_mapping(api.state.verifier,
-                                                                                        api.state.reference))}
-    tally = AnswerTally({kind: quiz.answer_text(q.row.our_shape, q.row.op) for kind, q in questions.items()})
-    first = next(iter(questions.values()))
+    asked = quiz.questions(named_table(api.state.ours, api.state.reference))
+    questions = {lesson_views.QUESTION_LABELS[question.role]: question for question in asked}  # by the page's label
+    tally = AnswerTally({label: quiz.answer_text(q.row.shape, q.row.op) for label, q in questions.items()})
+    first = next(iter(questions))
     gr.Markdown("Predict before you look: for each kind of tensor, the reference's name and shape are given. "
                 "Type the shape our GPT stores it in, and pick what the load does. The class's answers are "
                 "counted, with no names: each open page's first answer to each tensor.")
-    kind = gr.Radio(list(questions), value=first.kind, label="the tensor", elem_id="quiz-tensor")
-    asked = gr.HTML(lesson_views.question_html(first), elem_classes="lesson")
+    kind = gr.Radio(list(questions), value=first, label="the tensor", elem_id="quiz-tensor")
+    question_shown = gr.HTML(lesson_views.question_html(questions[first]), elem_classes="lesson")
     with gr.Row():
         shape = gr.Textbox(label="our shape", placeholder="[rows, columns]", max_length=quiz.MAX_ANSWER_CHARS,
                            elem_id="quiz-shape", scale=2, min_width=160)
@@ -55,7 +55,7 @@ def predict_the_shape(api: DemoApi):
         check = gr.Button("Check my answer", variant="primary", scale=1, min_width=140)
     feedback = gr.HTML(elem_classes="lesson", elem_id="quiz-feedback")
     gr.Markdown("### The class's answers")
-    counted = gr.HTML(lesson_views.tally_html(first, {}), elem_classes="lesson", elem_id="quiz-tally")
+    counted = gr.HTML(lesson_views.tally_html(questions[first], {}), elem_classes="lesson", elem_id="quiz-tally")
     with gr.Row():
         refresh = gr.Button("Refresh the count", size="sm", min_width=140)
         live = gr.Checkbox(False, label=f"refresh every {TALLY_SECONDS} s (for the projector)", min_width=200)
@@ -91,7 +91,7 @@ def predict_the_shape(api: DemoApi):
         return count(name)
 
     quick = dict(api_visibility="private", queue=False)  # a lookup or a count: no slot to wait for
-    kind.change(show, kind, [asked, shape, op, feedback, counted], **quick)
+    kind.change(show, kind, [question_shown, shape, op, feedback, counted], **quick)
     for submitted in (check.click, shape.submit):
         submitted(grade, [kind, shape, op, answered], [feedback, counted, answered], **quick)
     refresh.click(count, kind, counted, **quick)
@@ -102,16 +102,17 @@ def predict_the_shape(api: DemoApi):
 
 def the_mapping(api: DemoApi):
     """Both module trees side by side, an arrow per tensor; with a bug, what it changes in red."""
-    reference, ours = api.state.reference, api.state.verifier
+    reference, ours = api.state.reference, api.state.ours
     reference_types = {name: type(module).__name__ for name, module in reference.named_modules()}
     our_types = {name: type(module).__name__ for name, module in ours.named_modules()}
 
     def draw(bug):
-        if bug not in ("none", *BUGS):
-            raise user_error(f"bug must be none or one of {', '.join(BUGS)}, got {bug!r}")
-        return diagram_html(load_plan(reference, None if bug == "none" else bug), reference_types, our_types)
+        if bug not in ("none", *DEMONSTRATIONS):
+            raise user_error(f"bug must be none or one of {', '.join(DEMONSTRATIONS)}, got {bug!r}")
+        return diagram_html(load_plan(reference, MISTAKES.get(bug)), reference_types, our_types)
 
-    bug = gr.Dropdown(["none", *BUGS], value="none", label="load the weights with a bug", elem_id="mapping-bug",
+    bug = gr.Dropdown(["none", *DEMONSTRATIONS], value="none", label="load the weights with a bug",
+                      elem_id="mapping-bug",
                       info=bug_description("none"))
     diagram = gr.HTML(draw("none"), elem_classes="lesson", elem_id="mapping-diagram")
     bug.change(lambda name: (draw(name), gr.Dropdown(info=bug_description(name))), bug, [diagram, bug],
@@ -132,7 +133,7 @@ def weights_are_the_knowledge(api: DemoApi):
 
     @functools.cache  # the same paragraph and weights every time: measured once, for the whole class
     def measured() -> str:
-        losses = paragraph_losses(state.reference, state.verifier, state.random_student)
+        losses = paragraph_losses(state.reference, state.ours, state.random_init)
         return lesson_views.losses_html(losses.to_dict(), random_weights_loaded=state.fallback_reason is not None)
 
     measure.click(on_gpu(measured), None, shown, api_visibility="private", concurrency_id="verify",

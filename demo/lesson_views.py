@@ -6,9 +6,25 @@ Every name and answer in them is escaped.
 """
 from html import escape
 
-from model.quiz import Grade, Question, answer_text
+from model.lesson.quiz import Grade, Question, answer_text
 
-GROUP_COLOURS = ["#60a5fa", "#a78bfa", "#f59e0b", "#34d399", "#f472b6"]  # in the anatomy's group order
+# What the page calls each tensor the quiz asks about (model.lesson.quiz.ASKED's roles).
+QUESTION_LABELS = {
+    "c_attn": "attention c_attn",
+    "attn.c_proj": "attention c_proj",
+    "c_fc": "MLP c_fc",
+    "mlp.c_proj": "MLP c_proj",
+    "lm_head": "token embedding / lm_head",
+    "layernorm": "a LayerNorm",
+}
+# What the page calls each group of the anatomy, and its colour (model.lesson.anatomy's groups).
+GROUP_LABELS = {
+    "token_embedding": ("token embedding (wte = lm_head)", "#60a5fa"),
+    "position_embedding": ("position embedding (wpe)", "#a78bfa"),
+    "attention": ("attention", "#f59e0b"),
+    "mlp": ("MLP", "#34d399"),
+    "layernorms": ("LayerNorms", "#f472b6"),
+}
 
 
 # --- predict the shape ---------------------------------------------------------------------------
@@ -17,7 +33,7 @@ def question_html(question: Question) -> str:
     row = question.row
     return (f"<div class='quiz-question'><p>The reference's <code>{escape(row.reference)}</code> is "
             f"<b>{list(row.reference_shape)}</b>.</p>"
-            f"<p>What shape is our <code>{escape(row.ours)}</code>, and what does the load do?</p></div>")
+            f"<p>What shape is our <code>{escape(row.name)}</code>, and what does the load do?</p></div>")
 
 
 def grade_html(grade: Grade) -> str:
@@ -41,7 +57,7 @@ def tally_html(question: Question, counts: dict[str, int]) -> str:
     total = sum(counts.values())
     if not total:
         return "<div class='tally'><p class='muted'>No answers yet: the count starts with the first one.</p></div>"
-    right = answer_text(question.row.our_shape, question.row.op)
+    right = answer_text(question.row.shape, question.row.op)
     headline = f"<b>{counts.get(right, 0)} of {total}</b> said <b>{escape(right)}</b> (right)"
     bars = "".join(
         f"<div class='tally-row{' right' if answer == right else ''}'>"
@@ -56,12 +72,11 @@ def tally_html(question: Question, counts: dict[str, int]) -> str:
 def anatomy_html(anatomy: dict, model_name: str) -> str:
     """Where the parameters live (one bar split by group, then a table), and the three totals people quote."""
     groups, tied = anatomy["groups"], anatomy["tied"]
+    shown = [(*GROUP_LABELS[group], count) for group, count in groups.items()]
     segments = "".join(f"<span style='width:{100 * count / tied:.2f}%;background:{colour}' "
-                       f"title='{escape(group)}: {count:,}'></span>"
-                       for (group, count), colour in zip(groups.items(), GROUP_COLOURS))
-    rows = "".join(f"<tr><td><span class='swatch' style='background:{colour}'></span>{escape(group)}</td>"
-                   f"<td>{count:,}</td><td>{100 * count / tied:.1f}&nbsp;%</td></tr>"
-                   for (group, count), colour in zip(groups.items(), GROUP_COLOURS))
+                       f"title='{escape(label)}: {count:,}'></span>" for label, colour, count in shown)
+    rows = "".join(f"<tr><td><span class='swatch' style='background:{colour}'></span>{escape(label)}</td>"
+                   f"<td>{count:,}</td><td>{100 * count / tied:.1f}&nbsp;%</td></tr>" for label, colour, count in shown)
     wte, wpe = anatomy["token_embedding"], anatomy["position_embedding"]
     totals = [
         (tied, "every tensor once: wte and lm_head are one tensor. transformers' <code>num_parameters()</code> "

@@ -2,13 +2,14 @@
 weights (GPT-2's initialisation, untrained). Random weights write gibberish; the loaded ones, English.
 
 Kept apart from the chat's own code: the chat hands over what it wrote from (the user's turn, the
-prompt's tokens, the settings), and this writes once more from it with `state.random_student`.
+prompt's tokens, the settings), and this writes once more from it with `state.random_init`.
 """
 import gradio as gr
 
 from demo.api import DemoApi
 from demo.gpu import on_gpu
-from model.generate import stream_text
+from model.serving.sequence import stream
+from model.serving.text import stream_text
 
 RANDOM_AT_ONCE = 1  # random-weights texts written at once, beside the chat's own generations: bounded extra load
 
@@ -35,7 +36,7 @@ def write_beside(api: DemoApi, chat_runs: list, asked: gr.State, wanted: gr.Chec
         history = [*history, turn]
         text = ""
         yield [*history, {"role": "assistant", "content": "…"}]
-        for piece in stream_text(api.state.random_student, prompt, settings):
+        for piece in stream_text(stream(api.state.random_init, prompt.ids, settings)):
             text += piece
             yield [*history, {"role": "assistant", "content": "…" + text}]
 

@@ -7,7 +7,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from demo.api import MAX_REQUEST_BYTES
-from model.engine import Engine
+from model.serving.engine import Engine
 
 CSS = (Path(__file__).parent / "style.css").read_text()
 

@@ -1,21 +1,21 @@
 """The one model every user of the app shares: loaded once, verified once, then only read."""
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from transformers import GPT2LMHeadModel
 
 from demo import gpu
 from demo.gpu import on_gpu
-from model.engine import Engine, RowInvariance, check_row_invariance
-from model.fast import load_student
+from demo.reports import Reports
 from model.gpt import GPT
-from model.knowledge import random_init
-from model.reference import (
-    HUB_SHAPES,
-    HubUnreachableError,
-    load_reference,
-    random_reference,
-)
-from model.verify import DEFAULT_PROMPT, Reports, precision_dtypes
+from model.lesson.knowledge import random_init
+from model.loading.mapping import load_gpt
+from model.loading.reference import HUB_SHAPES, HubUnreachableError, load_reference, random_reference
+from model.proof.verify import DEFAULT_PROMPT, precision_dtypes
+from model.sampling import SamplingSettings
+from model.serving.engine import Engine, RowInvariance, check_row_invariance
+from model.serving.sequence import stream
+from model.serving.writer import load_writer
 
 ENGINE_ROWS = 32  # a class of 30 writing at once, and the teacher
 # The KV caches of the rows writing at once stay below this; a request whose cache would not fit waits its turn.
@@ -28,22 +28,19 @@ ENGINE_CACHE_BYTES = 2**29
 class DemoState:
     model_name: str
     reference: GPT2LMHeadModel
-    verifier: GPT  # float32, sharing the reference's memory: the model verification checks
-    student: GPT  # the model that writes, in `dtype`, laid out for speed (model.fast.load_student)
+    ours: GPT  # float32, sharing the reference's memory: the model verification checks
+    writer: GPT  # the model that writes, in `dtype`, laid out for speed (model.serving.writer.load_writer)
     dtype: str
-    # Every verification report, each made once: of the verifier, and of the correct model in each lower precision
-    # the report measures (model.verify.PRECISIONS), the writing model where it is one, else a copy kept for all.
-    reports: Reports
+    reports: Reports  # every verification report, each made once
     startup_report: dict  # verify() on the lesson's first prompt, as JSON
-    random_student: GPT  # the same class and config on GPT-2's random initialisation: what the weights add
+    random_init: GPT  # the same class and config on GPT-2's random initialisation: what the weights add
     fallback_reason: str | None = None  # why the real weights could not be had, if they could not
     engine: Engine | None = None  # the one decoding loop every generation shares; None on ZeroGPU
     row_invariance: RowInvariance | None = None  # checked at start-up: a text is the same alone or in a class
 
-    @property
-    def writer(self) -> GPT | Engine:
-        """What generations go through: the shared engine, or the model itself, one request at a time."""
-        return self.engine if self.engine is not None else self.student
+    def tokens(self, ids: list[int], settings: SamplingSettings) -> Iterator[int]:
+        """The tokens of one generation: written in the shared loop, or alone where there is none (ZeroGPU)."""
+        return self.engine.stream(ids, settings) if self.engine is not None else stream(self.writer, ids, settings)
 
     @property
     def device(self) -> str:
@@ -70,15 +67,15 @@ def load_state(name_or_dir: str = "gpt2", device: str = "auto", dtype: str = "fl
         if name_or_dir.removeprefix("openai-community/") not in HUB_SHAPES:
             raise
         reference, fallback_reason = random_reference(name_or_dir, device), str(error)
-    verifier = GPT.from_hf(reference)
-    student = load_student(reference, dtype)
-    lower_precision = {name: student if name == dtype else load_student(reference, name)
+    ours = load_gpt(reference)
+    writer = load_writer(reference, dtype)
+    # The writer where it is one of the report's lower precisions, else a copy kept for every report.
+    lower_precision = {name: writer if name == dtype else load_writer(reference, name)
                        for name in precision_dtypes(reference.device)}
-    reports = Reports(reference, verifier, lower_precision)
-    report = on_gpu(reports.get)(DEFAULT_PROMPT).to_dict()
-    loaded = DemoState(name_or_dir, reference, verifier, student, dtype, reports, report,
-                       random_student=random_init(verifier.config, reference.device), fallback_reason=fallback_reason)
-    if gpu.spaces is not None:  # ZeroGPU lends a GPU per call: a loop that outlives calls cannot hold one
-        return loaded
-    engine = Engine(student, max_rows=ENGINE_ROWS, max_cache_bytes=ENGINE_CACHE_BYTES, thread=engine_thread)
-    return replace(loaded, engine=engine, row_invariance=check_row_invariance(student))
+    # ZeroGPU lends a GPU per call: a loop that outlives calls cannot hold one.
+    engine = None if gpu.spaces is not None else Engine(writer, max_rows=ENGINE_ROWS,
+                                                        max_cache_bytes=ENGINE_CACHE_BYTES, thread=engine_thread)
+    reports = Reports(reference, ours, lower_precision, engine)
+    return DemoState(name_or_dir, reference, ours, writer, dtype, reports, on_gpu(reports.get)(DEFAULT_PROMPT),
+                     random_init=random_init(ours.config, reference.device), fallback_reason=fallback_reason,
+                     engine=engine, row_invariance=check_row_invariance(writer) if engine is not None else None)

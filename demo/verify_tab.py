@@ -1,4 +1,4 @@
-"""The Verify tab: the report of `model/verify.py`, shown as cards, a plot, tables, the tolerance axis
+"""The Verify tab: the report of `model/proof/verify.py`, shown as cards, a plot, tables, the tolerance axis
 and the mapping with every tensor's audit."""
 import gradio as gr
 
@@ -7,8 +7,8 @@ from demo.api import DemoApi
 from demo.gpu import on_gpu
 from demo.lesson_tab import lesson_tabs
 from demo.views import LESSON_PROMPTS
-from model.bugs import BUGS
-from model.verify import DEFAULT_PROMPT
+from model.loading.mistakes import DEMONSTRATIONS
+from model.proof.verify import DEFAULT_PROMPT
 
 
 def verify_tab(api: DemoApi):
@@ -24,8 +24,8 @@ def check_tab(api: DemoApi):
     with gr.Row():
         prompt = gr.Dropdown(LESSON_PROMPTS, value=DEFAULT_PROMPT, allow_custom_value=True, scale=2,
                              label="prompt", info="a lesson prompt, or type your own")
-        bug = gr.Radio(["none", *BUGS], value="none", scale=3, label="load the weights with a bug",
-                       info=views.bug_description("none"))
+        bug = gr.Dropdown(["none", *DEMONSTRATIONS], value="none", scale=3, label="load the weights with a bug",
+                          info=views.bug_description("none"), elem_id="verify-bug")
         run = gr.Button("Verify", variant="primary", scale=1, min_width=100)
     gr.Markdown("Verification runs in float32, whatever dtype the Generate tab uses; the tolerance axis adds our "
                 "model in lower precision, to show how far rounding alone moves the logits.")
@@ -55,7 +55,7 @@ def check_tab(api: DemoApi):
         report = api.report(prompt, bug, progress)
         return {panels[name]: value for name, value in views.report_panels(report).items()}
 
-    bug.change(lambda name: gr.Radio(info=views.bug_description(name)), bug, bug, api_visibility="private",
+    bug.change(lambda name: gr.Dropdown(info=views.bug_description(name)), bug, bug, api_visibility="private",
                queue=False)
     run.click(on_gpu(show), [prompt, bug], list(panels.values()), api_visibility="private",
               concurrency_id="verify", concurrency_limit=1)

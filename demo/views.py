@@ -10,9 +10,20 @@ from html import escape
 
 import pandas as pd
 
-from model.bugs import BUGS
-from model.mapping import fold_blocks
-from model.report import AXIS_DECADES, tolerance_marks, tolerance_points
+from model.loading.mapping import OPS
+from model.loading.mistakes import MISTAKES
+from model.proof.wording import (
+    AXIS_DECADES,
+    audit_sentences,
+    axis_fraction,
+    caught_at,
+    fold_blocks,
+    folded_names,
+    mark,
+    tolerance_marks,
+    tolerance_points,
+    where_it_diverges,
+)
 
 LESSON_PROMPTS = [
     "The meaning of life is",
@@ -21,12 +32,7 @@ LESSON_PROMPTS = [
     "The transformer architecture consists of",
 ]
 # The mapping table's colours, one per way a tensor is loaded (a bug's rows are red).
-OP_COLOURS = {"copy": "#dbeafe", "transpose": "#fde68a", "tied": "#bbf7d0", "bug": "#fecaca"}
-OP_MEANINGS = {
-    "copy": "copied as it is",
-    "transpose": "transposed: Conv1D stores (in, out), nn.Linear (out, in)",
-    "tied": "tied: the very same tensor as wte",
-}
+OP_COLOURS = {"copy": "#dbeafe", "transpose": "#fde68a", "tied": "#bbf7d0", "split": "#e9d5ff", "bug": "#fecaca"}
 PLOT_COLOURS = {"correct load": "#15803d", "broken load": "#dc2626"}
 # A log scale has no 0: a layer that matches to the last bit is drawn at this height.
 EXACT_MATCH_DRAWN_AT = 1e-8
@@ -44,7 +50,7 @@ def header_html(model_name: str, device: str, dtype: str, report: dict, fallback
     random weights. serving: the engine's rows and its start-up check, or None (each generation alone)."""
     weights = f"random weights in {escape(model_name)}'s shape" if fallback_reason else escape(model_name)
     ok = report["allclose"]
-    verdict = (f"<b>{_mark(ok)} {'verified' if ok else 'NOT verified'}</b> at start-up: "
+    verdict = (f"<b>{mark(ok)} {'verified' if ok else 'NOT verified'}</b> at start-up: "
                f"max |Δ logit| {report['max_abs_logit_diff']:.1e} "
                f"({'within' if ok else 'outside'} atol {report['tolerance']['atol']:g})")
     facts = [f"<b>{weights}</b>", f"{report['param_count_ours']:,} parameters", f"on <b>{escape(device)}</b>",
@@ -63,7 +69,7 @@ def serving_html(serving: dict | None) -> str:
              f"batched rows round differently here (by up to {serving['max_abs_diff']:.0e}): a sampled text may "
              f"differ from the same seed written alone")
     return (f"One shared decoding loop writes for up to {serving['rows']} students at once · "
-            f"<span class='{'pass' if same else 'fail'}'>{_mark(same)} {check}</span> (checked at start-up)")
+            f"<span class='{'pass' if same else 'fail'}'>{mark(same)} {check}</span> (checked at start-up)")
 
 
 def fallback_banner_html(model_name: str, reason: str) -> str:
@@ -108,13 +114,13 @@ def verdict_html(report: dict) -> str:
                   "No wrong number was ever computed.")
     else:
         detail = (f"It loads without a complaint, yet max |Δ logit| = <b>{broken['max_abs_logit_diff']:.2e}</b> → "
-                  f"allclose is <b>{broken['allclose']}</b>. {_where_it_diverges(report)}")
+                  f"allclose is <b>{broken['allclose']}</b>. {where_it_diverges(report, _bold)}")
     title = f"Bug {broken['bug']}: {'caught' if broken['caught'] else 'NOT caught'}"
     return f"<div class='verdict-cards'>{correct}{_card(broken['caught'], title, detail)}</div>"
 
 
 def checks_table(report: dict) -> pd.DataFrame:
-    return pd.DataFrame([(_mark(c["ok"]), c["check"], c["detail"]) for c in report["checks"]],
+    return pd.DataFrame([(mark(c["ok"]), c["check"], c["detail"]) for c in report["checks"]],
                         columns=["", "check", "detail"])
 
 
@@ -154,9 +160,9 @@ def mapping_html(report: dict) -> str:
         return (tuple(row["our_shape"]), tuple(row["reference_shape"]), row["op"], changed.get(row["ours"]),
                 row["values_equal"], row["shares_memory"], theirs.get("values_equal"), theirs.get("shares_memory"))
 
-    counts = {op: sum(row["op"] == op for row in report["mapping"]) for op in OP_MEANINGS}
+    counts = {op: sum(row["op"] == op for row in report["mapping"]) for op in OPS}
     legend = "".join(f"<span class='chip' style='background:{OP_COLOURS[op]}'>{op} ×{counts[op]}</span> "
-                     f"{OP_MEANINGS[op]} " for op in OP_MEANINGS)
+                     f"{OPS[op]} " for op in OPS if counts[op])
     if changed:
         legend += (f"<span class='chip' style='background:{OP_COLOURS['bug']}'>bug ×{len(changed)}</span> "
                    "what the bug does instead")
@@ -187,25 +193,11 @@ def _audit_cell(row: dict) -> str:
 
 
 def audit_summary_html(report: dict) -> str:
-    """Every tensor checked against the reference's values, in one sentence per load."""
-    correct = report["mapping"]
-    equal, shared = sum(row["values_equal"] for row in correct), sum(row["shares_memory"] for row in correct)
-    lines = [f"{_mark_html(equal == len(correct))} <b>Correct load</b>: {equal} of {len(correct)} tensors hold "
-             f"exactly the reference's values (transposed where the table says); {shared} are its very memory, "
-             f"{len(correct) - shared} a copy."]
-    broken = report["broken"]
-    if broken is not None:
-        name = f"<b>Broken load ({escape(broken['bug'])})</b>"
-        wrong = [row["ours"] for row in broken["mapping"] if not row["values_equal"]]
-        if broken["refused"]:
-            lines.append(f"{name}: refused by the mapping. No tensor was loaded, so there is none to check.")
-        elif wrong:
-            lines.append(f"{_mark_html(False)} {name}: <b>{len(wrong)} NOT OK</b>: {_layer_span(wrong)}; "
-                         f"the other {len(broken['mapping']) - len(wrong)} are OK.")
-        else:
-            lines.append(f"{_mark_html(True)} {name}: every tensor OK. <b>The weights are right; the architecture "
-                         "is not.</b> No check of a tensor can see that, only the logits can: that is why they "
-                         "are the test.")
+    """Every tensor checked against the reference's values, in one sentence per load (wording.audit_sentences)."""
+    lines = [(f"{_mark_html(sentence['ok'])} " if sentence["ok"] is not None else "")
+             + f"<b>{escape(sentence['load'])}</b>: {escape(sentence['text'])}"
+             + (f" Those NOT OK: {_layer_span(sentence['wrong'])}." if sentence["wrong"] else "")
+             for sentence in audit_sentences(report)]
     return "<ul class='facts audit-summary'>" + "".join(f"<li>{line}</li>" for line in lines) + "</ul>"
 
 
@@ -288,14 +280,14 @@ def texts_html(report: dict) -> str:
 
 
 def bug_description(bug: str) -> str:
-    """The bug's summary and what it is expected to do, for the Verify tab's picker."""
+    """The mistake's summary and what it is expected to do, for the Verify tab's picker."""
     if bug == "none":
         return "The correct load only: every tensor copied, transposed or tied as the mapping table says."
-    info = BUGS[bug]
-    kind = "silent: it loads and runs" if info.silent else "loud: the mapping refuses to load it"
-    if info.near_miss:
+    mistake = MISTAKES[bug]
+    kind = "loud: the mapping refuses to load it" if mistake.refused else "silent: it loads and runs"
+    if mistake.near_miss:
         kind += ", and writes the same text"
-    return f"**{bug}** ({kind}). {info.summary}"
+    return f"**{bug}**, a {mistake.kind} mistake ({kind}). {mistake.summary}"
 
 
 # --- the tolerance axis --------------------------------------------------------------------------
@@ -325,8 +317,7 @@ def tolerance_axis_html(report: dict) -> str:
 
 
 def _axis_percent(value: float) -> float:
-    low, high = AXIS_DECADES
-    return 100 * min(max(math.log10(max(value, 10.0 ** low)) - low, 0) / (high - low), 1)
+    return 100 * axis_fraction(value)
 
 
 def _axis_row(label: str, content: str, css: str) -> str:
@@ -348,8 +339,8 @@ def _verdict_row(point: dict, marks, greedy_tokens: int) -> str:
     label = escape(point["label"])
     if point["max_abs_logit_diff"] is None:
         return f"<tr><td>{label}</td><td colspan='{len(marks) + 3}'>refused by the mapping: no logits</td></tr>"
-    verdicts = "".join("<td class='same'>same</td>" if point["atol_needed"] <= atol else
-                       "<td class='differs'>differs</td>" for _, atol in marks)
+    verdicts = "".join("<td class='differs'>differs</td>" if differs else "<td class='same'>same</td>"
+                       for differs in caught_at(point, marks))
     needed = f"{point['atol_needed']:.1e}" if point["atol_needed"] else "0: rtol covers it"
     return (f"<tr><td>{label}</td><td>{point['max_abs_logit_diff']:.1e}</td><td>{needed}</td>"
             f"{verdicts}<td>{point['greedy_tokens_agree']} of {greedy_tokens}</td></tr>")
@@ -373,16 +364,16 @@ def _tolerance_lesson(report: dict, points: list[dict], marks) -> str:
 
 # --- small pieces --------------------------------------------------------------------------------
 
-def _mark(ok: bool) -> str:
-    return "✓" if ok else "✗"  # in every font, unlike the emoji
+def _bold(text: str) -> str:
+    return f"<b>{escape(text)}</b>"
 
 
 def _mark_html(ok: bool) -> str:
-    return f"<b class='{'pass' if ok else 'fail'}'>{_mark(ok)}</b>"
+    return f"<b class='{'pass' if ok else 'fail'}'>{mark(ok)}</b>"
 
 
 def _card(ok: bool, title: str, detail: str) -> str:
-    return (f"<div class='card {'pass' if ok else 'fail'}'><div class='big'>{_mark(ok)} {escape(title)}</div>"
+    return (f"<div class='card {'pass' if ok else 'fail'}'><div class='big'>{mark(ok)} {escape(title)}</div>"
             f"<div>{detail}</div></div>")
 
 
@@ -401,14 +392,6 @@ def _model_text(text: str) -> str:
     return EOT_RUN.sub(dim, escape(text))
 
 
-def _where_it_diverges(report: dict) -> str:
-    layer = report["broken"]["first_divergent_layer"]
-    if layer is None:  # every hidden state matches, so the logits differ in the head alone
-        return "Every layer matches: the output head (lm_head) makes the difference."
-    return f"First diverges at <b>{escape(report['layer_names'][layer])}</b>."
-
-
 def _layer_span(names: list[str]) -> str:
     """Parameter names that differ only in their block, folded into one each."""
-    folded = fold_blocks([{"ours": name} for name in names], key=lambda row: None)
-    return ", ".join(f"<code>{escape(name)}</code>" for name, _ in folded)
+    return ", ".join(f"<code>{escape(name)}</code>" for name in folded_names(names))

@@ -1,14 +1,14 @@
-"""What the three command lines share: how a model is named, and how a failure is reported.
+"""What the command lines share: how a model is named, and how a failure is reported.
 
-`python -m model.verify`, `python -m model.generate` and `python -m demo` take the same model options
-and answer a model that cannot be loaded, or a setting out of range, the same way: one `error:` line
-on stderr and exit status 2 (130 for Ctrl-C).
+`python -m model.verify`, `python -m model.generate`, `python -m model.check` and `python -m demo`
+take the same model options and answer a model that cannot be loaded, or a setting out of range, the
+same way: one `error:` line on stderr and exit status 2 (130 for Ctrl-C).
 """
 import argparse
 import sys
 from collections.abc import Callable
 
-from model.reference import INTERRUPTED, ModelLoadError
+from model.loading.reference import INTERRUPTED, ModelLoadError
 
 
 def add_model_arguments(parser: argparse.ArgumentParser):

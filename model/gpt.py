@@ -1,18 +1,15 @@
 """The course's GPT, written from scratch: the same function as OpenAI's GPT-2.
 
 Parameter names match the Hugging Face checkpoint (`transformer.h.0.attn.c_attn.weight`, ...), so
-the mapping in `mapping.py` is a table of names. Every projection is an `nn.Linear`, whose weight
-is stored (out, in); GPT-2's checkpoint stores them (in, out), which is why loading transposes.
+the mapping in `model/loading/mapping.py` is a table of names. Every projection is an `nn.Linear`,
+whose weight is stored (out, in); GPT-2's checkpoint stores them (in, out), which is why loading
+transposes. Writing text with this model is `model/serving/`'s business.
 """
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
-
-from model.sampling import SamplingSettings, sample_next_token
-from model.tokenizer import EOT_TOKEN
 
 
 @dataclass
@@ -24,7 +21,6 @@ class GPTConfig:
     n_embd: int = 768
     n_inner: int | None = None  # MLP hidden width; None means GPT-2's 4 * n_embd
     layer_norm_epsilon: float = 1e-5
-    gelu_approximate: str = "tanh"  # GPT-2 was trained with GELU's tanh approximation; "none" is exact GELU
 
     def __post_init__(self):
         if self.n_inner is None:
@@ -77,8 +73,8 @@ class KVCache:
         return keys, values
 
 
-def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """softmax(q kᵀ / √head_size + mask) v, each head on its own.
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    """softmax(q kᵀ · scale + mask) v, each head on its own; scale is 1/√head_size unless given.
 
     q: (B, n_head, T, head_size), the T newest positions; k, v: (B, n_head, past + T, head_size), every
     position so far. The causal mask is -inf where a key comes after the query: position i may look
@@ -87,12 +83,12 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
     """
     T, past = q.size(2), k.size(2) - q.size(2)
     if past == 0:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
     if T == 1:
-        return F.scaled_dot_product_attention(q, k, v)  # one new token may look at every past one
+        return F.scaled_dot_product_attention(q, k, v, scale=scale)  # one new token may look at every past one
     # New token i sits at position past + i and may look at positions 0 .. past + i.
     allowed = torch.ones(T, past + T, dtype=torch.bool, device=q.device).tril(diagonal=past)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale)
 
 
 class CausalSelfAttention(nn.Module):
@@ -110,13 +106,16 @@ class CausalSelfAttention(nn.Module):
         # (B, T, C) -> (B, n_head, T, head_size): each head attends on its own slice of C.
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if caches is None:
-            y = causal_attention(q, k, v)
+            y = self.attend(q, k, v)
         else:
             # Row by row: each row attends over its own past, however long, and never over another row's.
-            y = torch.cat([causal_attention(q[i:i + 1], *cache.update(self.layer, k[i:i + 1], v[i:i + 1]))
+            y = torch.cat([self.attend(q[i:i + 1], *cache.update(self.layer, k[i:i + 1], v[i:i + 1]))
                            for i, cache in enumerate(caches)])
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
         return self.c_proj(y)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return causal_attention(q, k, v)
 
 
 class MLP(nn.Module):
@@ -124,7 +123,7 @@ class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, config.n_inner)
-        self.gelu = nn.GELU(approximate=config.gelu_approximate)
+        self.gelu = nn.GELU(approximate="tanh")  # GPT-2 was trained with GELU's tanh approximation
         self.c_proj = nn.Linear(config.n_inner, config.n_embd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -162,30 +161,15 @@ class GPT(nn.Module):
         # Weight tying: reading a token in and writing one out use the same matrix, one tensor.
         self.lm_head.weight = self.transformer.wte.weight
 
-    @classmethod
-    def from_hf(cls, reference, bug: str | None = None) -> "GPT":
-        """Our GPT carrying the weights of a transformers `GPT2LMHeadModel`, loaded by walking the
-        mapping table (model/mapping.py); `bug` loads it wrongly on purpose (model/bugs.py)."""
-        from model.bugs import broken_config
-        from model.mapping import load_weights
-
-        config = broken_config(GPTConfig.from_hf(reference.config), bug)
-        with torch.device("meta"):  # shapes only: the values come from the reference
-            student = cls(config)
-        return load_weights(student, reference, bug).eval()
-
     def num_parameters(self) -> int:
         """Counted once per tensor, so the tied lm_head/wte matrix counts once, as in transformers."""
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, idx: torch.Tensor, caches: list[KVCache] | None = None, last_only: bool = False,
-                hidden_states: list | None = None) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, caches: list[KVCache] | None = None, last_only: bool = False) -> torch.Tensor:
         """Logits (B, T, vocab) for token ids (B, T).
 
         caches: one KVCache per row, read and extended: each row goes on from its own position.
         last_only: compute logits for the last position alone (all that sampling reads).
-        hidden_states: if a list is given, the residual stream is appended to it after the
-            embeddings and after every block (what verification compares layer by layer).
         """
         B, T = idx.size()
         pasts = [cache.length for cache in caches] if caches is not None else [0]
@@ -193,96 +177,8 @@ class GPT(nn.Module):
             raise ValueError(f"{max(pasts) + T} positions do not fit the context of {self.config.n_positions}")
         pos = torch.stack([torch.arange(past, past + T, device=idx.device) for past in pasts])  # (B or 1, T)
         x = self.transformer.wte(idx) + self.transformer.wpe(pos)
-        if hidden_states is not None:
-            hidden_states.append(x)
         for block in self.transformer.h:
             x = block(x, caches)
-            if hidden_states is not None:
-                hidden_states.append(x)
         if last_only:
             x = x[:, -1:, :]
         return self.lm_head(self.transformer.ln_f(x))
-
-    def context_window(self, ids: list[int], room: int) -> list[int]:
-        """The tail of `ids` that leaves `room` positions to write in (at most half the context).
-
-        The one rule for every crop: a prompt too long to continue, a generation that has filled the
-        context, and the prompt verification compares.
-        """
-        room = min(room, self.config.n_positions // 2)
-        return ids[-(self.config.n_positions - room):]
-
-    @torch.inference_mode()
-    def stream(self, ids: list[int], settings: SamplingSettings, use_cache: bool = True) -> Iterator[int]:
-        """Yield new token ids one at a time, each as soon as it is chosen.
-
-        With use_cache=False every step re-reads the whole window (how nanoGPT samples): the
-        same tokens, far slower; kept to show what the cache buys.
-        """
-        sequence = Sequence(self, ids, settings, use_cache)
-        while not sequence.finished:
-            chunk = sequence.next_chunk()
-            caches = [sequence.cache] if use_cache else None
-            logits = self(torch.tensor([chunk], device=sequence.device), caches, last_only=True)
-            if (token := sequence.accept(logits[0, -1])) is not None:
-                yield token
-
-    def generate(self, ids: list[int], settings: SamplingSettings, use_cache: bool = True) -> list[int]:
-        """All new token ids at once (see `stream`)."""
-        return list(self.stream(ids, settings, use_cache))
-
-
-# --- one generation in progress ---------------------------------------------------------------------
-
-PROMPT_CHUNK = 64  # prompt tokens read per forward pass: a long prompt never holds up a shared step for long
-
-
-class Sequence:
-    """One generation between model calls: its tokens, its KV cache, its sampler, what to read next.
-
-    `GPT.stream` runs one; the classroom engine (model/engine.py) runs many side by side. Both read
-    the same chunks in the same order, so a sequence's arithmetic is the same alone or among others.
-    """
-
-    def __init__(self, model: GPT, ids: list[int], settings: SamplingSettings, use_cache: bool = True):
-        if not ids:
-            raise ValueError("generation needs at least one prompt token")
-        self.model, self.settings, self.use_cache = model, settings, use_cache
-        self.device, self.dtype = model.transformer.wte.weight.device, model.transformer.wte.weight.dtype
-        self.generator = torch.Generator().manual_seed(settings.seed)  # its own: no request changes another's
-        self.context = model.context_window(list(ids), settings.max_new_tokens)
-        self.start = 0  # the model reads the window context[start:]
-        self.cache: KVCache | None = None
-        self.written = 0
-        self.finished = False
-
-    def next_chunk(self) -> list[int]:
-        """The tokens the model reads next: the prompt PROMPT_CHUNK at a time, then one token a step."""
-        n_positions = self.model.config.n_positions
-        if len(self.context) - self.start > n_positions:
-            # The context is full: keep its tail, with room for what is left to write, and read that afresh.
-            kept = self.model.context_window(self.context, self.settings.max_new_tokens - self.written)
-            self.start, self.cache = len(self.context) - len(kept), None
-        if not self.use_cache:
-            return self.context[self.start:]
-        if self.cache is None:  # sized for this window and what is left to write, not the whole context
-            length = len(self.context) - self.start + self.settings.max_new_tokens - self.written
-            self.cache = KVCache(self.model.config, self.device, self.dtype, length)
-        read = self.start + self.cache.length
-        return self.context[read:read + PROMPT_CHUNK]
-
-    def accept(self, logits: torch.Tensor) -> int | None:
-        """After the model read `next_chunk()`: the next token, once nothing is left unread, else None.
-
-        logits: the last position's, a 1-D tensor over the vocabulary.
-        """
-        if self.use_cache and self.start + self.cache.length < len(self.context):
-            return None  # more of the prompt to read first
-        token = sample_next_token(logits, self.settings, self.generator)
-        self.written += 1
-        self.finished = self.written == self.settings.max_new_tokens
-        if self.settings.stop_at_eot and token == EOT_TOKEN:
-            self.finished = True
-            return None
-        self.context.append(token)
-        return token

@@ -4,7 +4,7 @@ Every request brings its own `torch.Generator`: the app serves a whole class at 
 global RNG would let one student's request change what another one's seed produces.
 """
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
@@ -31,9 +31,6 @@ class SamplingSettings:
         _check_number("top_p", self.top_p, 0.0, 1.0, low_open=True)
         _check_int("seed", self.seed, 0, MAX_SEED)
         return self
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _check_int(name, value, low, high):

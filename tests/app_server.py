@@ -18,8 +18,8 @@ import httpx
 
 import demo.api
 from demo.server import launch
-from model.generate import complete, stream_text
 from model.sampling import SamplingSettings
+from model.serving.text import complete, stream_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ def written_alone(state, prompt, max_new_tokens, temperature, top_k, top_p, seed
     """What the model writes for the /generate arguments, called directly: no server, no other request."""
     settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k or None,
                                 top_p=top_p, seed=seed)
-    return complete(state.student, prompt, settings)
+    return complete(state.writer, prompt, settings)
 
 
 def free_port() -> int:
@@ -45,6 +45,12 @@ def serving(app: gr.Blocks) -> Iterator[str]:
         yield url
     finally:
         app.close()
+
+
+def served(state) -> Iterator[str]:
+    """The app of `state` (demo.state.DemoState), built and served: its local URL while the block runs."""
+    from demo.app import build_app
+    return serving(build_app(state))
 
 
 def wait_until(condition: Callable[[], bool], seconds: float, what: str):
@@ -73,12 +79,12 @@ class WatchedModel:
         self.pieces = 0
         self._lock = threading.Lock()
 
-    def stream_text(self, model, prompt, settings):
+    def stream_text(self, tokens):
         self._add(running=1)
         try:
             if not self.gate.wait(self.GATE_SECONDS):
                 raise TimeoutError("the test never opened the gate")
-            for piece in stream_text(model, prompt, settings):
+            for piece in stream_text(tokens):
                 time.sleep(self.seconds_per_piece)
                 self._add(pieces=1)
                 yield piece

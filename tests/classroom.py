@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 from gradio_client import Client
 
-from model.bugs import BUGS
+from model.loading.mistakes import DEMONSTRATIONS
 from model.tokenizer import encode
 
 PROMPT = "The capital of France is"
@@ -116,7 +116,7 @@ def classroom(url: str, students: int = 30, verifications: int = 4, max_new_toke
     """`students` generations (seed i for student i) and `verifications` reports (the bugs in turn, starting
     with none), all sent at once; every wait ends after `seconds`."""
     start = threading.Barrier(students + verifications)
-    bugs = ["none", *BUGS]
+    bugs = ["none", *DEMONSTRATIONS]
     with ThreadPoolExecutor(students + verifications) as pool:
         futures = [pool.submit(generation, url, start, i, max_new_tokens, seconds) for i in range(students)]
         futures += [pool.submit(verification, url, start, bugs[i % len(bugs)], seconds) for i in range(verifications)]
@@ -133,7 +133,7 @@ def generate_seconds(model: str, max_new_tokens: int, repeats: int = 3) -> float
 
     import torch
 
-    from model.reference import load_reference
+    from model.loading.reference import load_reference
 
     reference = load_reference(model, "cpu")
     idx = torch.tensor([encode(PROMPT)])

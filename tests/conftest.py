@@ -8,8 +8,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the network
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-from model.gpt import GPT  # noqa: E402
-from model.reference import load_reference  # noqa: E402
+from model.loading.mapping import load_gpt  # noqa: E402
+from model.loading.reference import load_reference  # noqa: E402
 from tests.checkpoints import (  # noqa: E402
     GPT2_SMALL,
     TINY,
@@ -19,6 +19,7 @@ from tests.checkpoints import (  # noqa: E402
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: serves the app, drives a browser or starts a command (skip: -m 'not slow')")
     # Gradio 6.31's queue calls pandas options that pandas 3 deprecates: noise about a dependency, hundreds of times.
     config.addinivalue_line("filterwarnings", "ignore:.*(copy keyword|no_silent_downcasting).*:Warning:gradio.queueing")
 
@@ -67,34 +68,53 @@ def trained_reference(trained_dir):
     return load_reference(str(trained_dir), device="cpu")
 
 
-# The course's GPT loaded from each reference, through the mapping table (read-only: tests share them).
+# Our GPT loaded from each reference, through the mapping table (read-only: tests share them).
 
 @pytest.fixture(scope="session")
-def tiny_student(tiny_reference):
-    return GPT.from_hf(tiny_reference)
-
-
-@pytest.fixture(scope="session")
-def gpt2_student(gpt2_reference):
-    return GPT.from_hf(gpt2_reference)
+def tiny_ours(tiny_reference):
+    return load_gpt(tiny_reference)
 
 
 @pytest.fixture(scope="session")
-def trained_student(trained_reference):
-    return GPT.from_hf(trained_reference)
+def gpt2_ours(gpt2_reference):
+    return load_gpt(gpt2_reference)
 
+
+@pytest.fixture(scope="session")
+def trained_ours(trained_reference):
+    return load_gpt(trained_reference)
+
+
+# The app's shared state on a checkpoint, and the app served on loopback for the whole session.
 
 @pytest.fixture(scope="session")
 def tiny_state(tiny_dir):
-    """The app's shared state on the tiny checkpoint: its tokens vary, so a seed visibly decides the text."""
-    from demo.state import load_state
-    return load_state(str(tiny_dir), device="cpu")
+    """On the tiny checkpoint: its tokens vary, so a seed visibly decides the text."""
+    return app_state(tiny_dir)
 
 
 @pytest.fixture(scope="session")
 def tiny_app_url(tiny_state):
-    """The app on the tiny checkpoint, served on loopback for the whole session."""
-    from demo.app import build_app
-    from tests.app_server import serving
-    with serving(build_app(tiny_state)) as url:
+    yield from app_url(tiny_state)
+
+
+@pytest.fixture(scope="session")
+def trained_state(trained_dir):
+    """On the checkpoint that recites tests.checkpoints.MEMORISED: real sentences for the screenshots."""
+    return app_state(trained_dir)
+
+
+@pytest.fixture(scope="session")
+def trained_app_url(trained_state):
+    yield from app_url(trained_state)
+
+
+def app_state(folder):
+    from demo.state import load_state
+    return load_state(str(folder), device="cpu")
+
+
+def app_url(state):
+    from tests.app_server import served
+    with served(state) as url:
         yield url

@@ -3,9 +3,9 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from model.anatomy import parameter_anatomy
+from model.lesson.anatomy import parameter_anatomy
 from model.gpt import GPT, GPTConfig
-from model.reference import HUB_SHAPES
+from model.loading.reference import HUB_SHAPES
 from tests.checkpoints import (
     GPT2_NON_EMBEDDING_PARAMETERS,
     GPT2_PARAMETERS,
@@ -17,19 +17,18 @@ from tests.checkpoints import (
 SHAPES = {"odd": ODD, "tiny": TINY, **{name: shape for name, shape in HUB_SHAPES.items()}}
 
 
-def test_gpt2s_three_totals_are_the_published_ones(gpt2_student):
-    anatomy = parameter_anatomy(gpt2_student)  # loaded from a gpt2-shaped checkpoint
+def test_gpt2s_three_totals_are_the_published_ones(gpt2_ours):
+    anatomy = parameter_anatomy(gpt2_ours)  # loaded from a gpt2-shaped checkpoint
     assert anatomy.tied == GPT2_PARAMETERS
     assert anatomy.untied == GPT2_UNTIED_PARAMETERS
     assert anatomy.without_embeddings == GPT2_NON_EMBEDDING_PARAMETERS
 
 
-def test_gpt2s_parameters_split_as_the_lesson_says(gpt2_student):
+def test_gpt2s_parameters_split_as_the_lesson_says(gpt2_ours):
     """The lesson's table: embeddings ~31 %, attention ~23 %, MLP ~46 %."""
-    anatomy = parameter_anatomy(gpt2_student)
+    anatomy = parameter_anatomy(gpt2_ours)
     shares = {group: round(100 * anatomy.share(group)) for group in anatomy.groups}
-    assert shares == {"token embedding (wte = lm_head)": 31, "position embedding (wpe)": 1, "attention": 23,
-                      "MLP": 46, "LayerNorms": 0}
+    assert shares == {"token_embedding": 31, "position_embedding": 1, "attention": 23, "mlp": 46, "layernorms": 0}
 
 
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())

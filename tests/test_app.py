@@ -18,13 +18,15 @@ from demo.app import build_app
 from demo.gpu import GPU_SECONDS, on_gpu
 from demo.state import load_state
 from model import verify as verify_cli
-from model.bugs import BUGS
-from model.products import RowInvariantLinear
+from model.loading.mistakes import DEMONSTRATIONS, MISTAKES
+from model.proof.verify import CORRECT_STEPS, STEPS, verify
 from model.sampling import SamplingSettings
+from model.serving.products import RowInvariantLinear
 from model.tokenizer import encode
-from model.verify import CORRECT_STAGES, verify
 from tests.app_server import REPO_ROOT, serving, wait_until, watched_model, written_alone
 from tests.checkpoints import GPT2_PARAMETERS
+
+pytestmark = pytest.mark.slow  # a real server, and the real command
 
 PROMPT = "The capital of France is"
 
@@ -67,9 +69,9 @@ def test_each_request_gets_its_own_randomness(client, tiny_state):
 # --- /verify_report ------------------------------------------------------------------------------
 
 def test_verify_report_is_the_json_of_python_m_model_verify(client, tiny_dir, capsys):
-    report = client.predict(PROMPT, "skip_transpose_square", api_name="/verify_report")
+    report = client.predict(PROMPT, "not_transposed", api_name="/verify_report")
     verify_cli.main(["--model", str(tiny_dir), "--device", "cpu", "--prompt", PROMPT,
-                     "--bug", "skip_transpose_square", "--json"])
+                     "--bug", "not_transposed", "--json"])
     assert report == json.loads(capsys.readouterr().out)
 
 
@@ -79,19 +81,19 @@ def test_verify_report_of_the_correct_load_is_verified(client):
     assert report["max_abs_logit_diff"] <= report["tolerance"]["atol"]
 
 
-@pytest.mark.parametrize("bug", list(BUGS))
+@pytest.mark.parametrize("bug", DEMONSTRATIONS)
 def test_verify_report_catches_every_bug(client, bug):
     report = client.predict(PROMPT, bug, api_name="/verify_report")
     broken = report["broken"]
     assert broken["bug"] == bug and broken["caught"] and report["verified"]
-    assert broken["refused"] is not BUGS[bug].silent  # silent bugs load and are caught by the logits
+    assert broken["refused"] is MISTAKES[bug].refused  # silent mistakes load and are caught by the logits
     assert broken["allclose"] is (None if broken["refused"] else False)
 
 
 def test_a_verification_lets_the_class_write_first_for_a_bounded_time(tiny_state, monkeypatch):
     api, engine = DemoApi(tiny_state), tiny_state.engine
     long_text = SamplingSettings(max_new_tokens=10_000, temperature=0.8, top_k=50, seed=0, stop_at_eot=False)
-    monkeypatch.setattr(demo.api, "VERIFY_WAITS_SECONDS", 120)
+    monkeypatch.setattr(tiny_state.reports, "waits_seconds", 120)
     writing = iter(engine.submit(encode(PROMPT), long_text))
     next(writing)
     told, reports = [], []
@@ -102,10 +104,10 @@ def test_a_verification_lets_the_class_write_first_for_a_bounded_time(tiny_state
     assert told == ["Waiting for a pause in the class's writing (at most 120 s)…"] and not reports
     writing.close()  # the class pauses
     verifying.join(timeout=120)
-    assert told[1:] == [f"Computing {description}…" for description in CORRECT_STAGES.values()]
-    assert reports == [verify(tiny_state.reference, "Verified in a pause", student=tiny_state.verifier).to_dict()]
+    assert told[1:] == [f"Computing {STEPS[step]}…" for step in CORRECT_STEPS]
+    assert reports == [verify(tiny_state.reference, "Verified in a pause", ours=tiny_state.ours).to_dict()]
 
-    monkeypatch.setattr(demo.api, "VERIFY_WAITS_SECONDS", 0.2)  # a class that never pauses
+    monkeypatch.setattr(tiny_state.reports, "waits_seconds", 0.2)  # a class that never pauses
     writing = iter(engine.submit(encode(PROMPT), long_text))
     next(writing)
     assert api.report("Verified beside the class", "none")["verified"]
@@ -139,15 +141,15 @@ def test_python_m_demo_passes_its_options_to_launch(tiny_dir, monkeypatch):
 
 def test_bfloat16_generates_in_half_precision_while_verification_stays_float32(tiny_dir, tiny_state):
     state = load_state(str(tiny_dir), device="cpu", dtype="bfloat16")
-    assert state.student.lm_head.weight.dtype == torch.bfloat16
-    assert state.verifier.lm_head.weight.dtype == torch.float32 and state.startup_report["dtype"] == "float32"
+    assert state.writer.lm_head.weight.dtype == torch.bfloat16
+    assert state.ours.lm_head.weight.dtype == torch.float32 and state.startup_report["dtype"] == "float32"
     assert state.startup_report["verified"]
-    assert state.reports.lower_precision == {"bfloat16": state.student}  # the report's bfloat16 row measures the writer
+    assert state.reports.lower_precision == {"bfloat16": state.writer}  # the report's bfloat16 row measures the writer
     assert tiny_state.reports.lower_precision["bfloat16"].lm_head.weight.dtype == torch.bfloat16  # float32: a copy kept
-    # float32: the verifier shares every tensor with the reference; the writer's products are packed for oneDNN.
+    # float32: ours shares every tensor with the reference; the writer's products are packed for oneDNN.
     block = "transformer.h.0.mlp.c_fc.weight"
-    assert tiny_state.verifier.state_dict()[block].data_ptr() == tiny_state.reference.state_dict()[block].data_ptr()
-    assert isinstance(tiny_state.student.transformer.h[0].mlp.c_fc, RowInvariantLinear)
+    assert tiny_state.ours.state_dict()[block].data_ptr() == tiny_state.reference.state_dict()[block].data_ptr()
+    assert isinstance(tiny_state.writer.transformer.h[0].mlp.c_fc, RowInvariantLinear)
 
 
 def test_python_m_demo_says_why_it_cannot_start(tmp_path, capsys):
@@ -202,7 +204,7 @@ def test_on_zerogpu_each_generation_runs_on_its_own_and_the_header_says_so(tiny_
     monkeypatch.setattr(demo.gpu, "spaces", FakeSpaces)
     monkeypatch.setattr(FakeSpaces, "asked", [])
     state = load_state(str(tiny_dir), device="cpu")
-    assert state.engine is None and state.writer is state.student
+    assert state.engine is None
     assert "Each generation runs on its own" in header_text(build_app(state))
     client_settings = (PROMPT, 12, 0.9, 40, 0.95, 7)
     with serving(build_app(state)) as url:

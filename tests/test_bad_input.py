@@ -10,11 +10,11 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from demo.api import MAX_NEW_TOKENS, MAX_PROMPT_CHARS, MAX_REQUEST_BYTES, DemoApi
-from model.bugs import BUGS
+from model.loading.mistakes import DEMONSTRATIONS
 from model.sampling import MAX_SEED
 from tests.app_server import REPO_ROOT, raw_call, written_alone
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 PROMPT = "The capital of France is"
 FIELDS = ["prompt", "max_new_tokens", "temperature", "top_k", "top_p", "seed"]  # /generate's, in order
@@ -99,7 +99,7 @@ def test_a_prompt_longer_than_the_context_comes_with_a_notice(tiny_state, call):
 
 
 def test_a_cropped_prompt_is_still_verified_on_the_tokens_that_fit(client, tiny_state):
-    report = client.predict(LONG_PROMPT, "skip_transpose_square", api_name="/verify_report")
+    report = client.predict(LONG_PROMPT, "not_transposed", api_name="/verify_report")
     assert report["verified"] and report["broken"]["caught"]
     assert len(report["prompt_tokens"]) == tiny_state.reference.config.n_positions - report["greedy_tokens"]
 
@@ -183,7 +183,7 @@ def test_top_k_0_keeps_every_token(client, tiny_state):
 @pytest.mark.parametrize("bug", ["no_such_bug", "", None, 5, ["none"]])
 def test_an_unknown_bug_is_refused_with_the_list_of_bugs(client, tiny_state, bug):
     assert refusal(client, PROMPT, bug, endpoint="/verify_report") == (
-        f"bug must be none or one of {', '.join(BUGS)}, got {bug!r}")
+        f"bug must be none or one of {', '.join(DEMONSTRATIONS)}, got {bug!r}")
     still_serving(client, tiny_state)
 
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 import demo.api
-from demo.app import build_app
 from demo.state import load_state
-from model.anatomy import parameter_anatomy
-from model.generate import complete, prepare_prompt, stream_text
-from model.knowledge import paragraph_losses
+from model.lesson.anatomy import parameter_anatomy
+from model.lesson.knowledge import paragraph_losses
+from model.proof.verify import TEXT_SETTINGS
 from model.sampling import MAX_SEED, SamplingSettings
-from model.verify import TEXT_SETTINGS
-from tests.app_server import serving
+from model.serving.sequence import stream
+from model.serving.text import complete, prepare_prompt, stream_text
+from tests.app_server import served
 from tests.checkpoints import (
     GPT2_NON_EMBEDDING_PARAMETERS,
     GPT2_PARAMETERS,
@@ -28,11 +28,13 @@ from tests.checkpoints import (
     build_checkpoint,
 )
 
+pytestmark = pytest.mark.slow  # a real browser against a real server
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 PROMPT = "The capital of France is"
-BUG = "untied_head"  # silent, and the one whose text shows it even on the trained checkpoint
+BUG = "not_loaded"  # silent, and the one whose text shows it even on the trained checkpoint
 SECONDS_PER_PIECE = 0.1  # the tiny model is too fast to watch or to stop mid-stream; this paces it as a reader sees it
 
 
@@ -49,23 +51,11 @@ def browser():
         browser.close()
 
 
-@pytest.fixture(scope="module")
-def state(trained_dir):
-    """The checkpoint that recites tests.checkpoints.MEMORISED: real sentences for the screenshots."""
-    return load_state(str(trained_dir), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def url(state):
-    with serving(build_app(state)) as url:
-        yield url
-
-
 @pytest.fixture
-def page(browser, url):
+def page(browser, trained_app_url):
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.set_default_timeout(30_000)
-    page.goto(url)
+    page.goto(trained_app_url)
     yield page
     page.close()
 
@@ -83,8 +73,8 @@ def pieces_served(monkeypatch):
     """Slow the app's stream to a watchable pace, and count the pieces of text the model produced."""
     produced = []
 
-    def paced(model, prompt, settings):
-        for piece in stream_text(model, prompt, settings):
+    def paced(tokens):
+        for piece in stream_text(tokens):
             produced.append(piece)
             time.sleep(SECONDS_PER_PIECE)
             yield piece
@@ -106,19 +96,20 @@ def record_bot_texts(page):
     }""")
 
 
-def answer_to(state, prompt: str, seed: int) -> str:
+def answer_to(trained_state, prompt: str, seed: int) -> str:
     """What the chat shows for `prompt` with the Generate tab's default settings and this seed."""
     settings = SamplingSettings(max_new_tokens=64, temperature=0.8, top_k=50, seed=seed)
-    return ("…" + complete(state.student, prompt, settings)).strip()
+    return ("…" + complete(trained_state.writer, prompt, settings)).strip()
 
 
-def test_generate_tab_streams_the_continuation(page, state, screenshots, pieces_served):
+def test_generate_tab_streams_the_continuation(page, trained_state, screenshots, pieces_served):
     assert "verified" in page.locator(".app-header").inner_text()
     record_bot_texts(page)
     page.locator("#prompt textarea").fill(PROMPT)
     page.locator("#prompt textarea").press("Enter")
     page.locator("#chat [data-testid='user']").get_by_text(PROMPT).wait_for()
-    answer = answer_to(state, PROMPT, seed=int(page.locator("#seed input").input_value()))  # the seed used, shown
+    page.locator("#chat [data-testid='bot']").first.wait_for()  # the seed box is updated by the same message
+    answer = answer_to(trained_state, PROMPT, seed=int(page.locator("#seed input").input_value()))  # the seed used, shown
     assert answer.startswith("… Paris, and the capital of Italy is Rome.")  # the model recites
     page.locator("#chat [data-testid='bot']").get_by_text(answer).wait_for()
     seen = [text.strip() for text in dict.fromkeys(page.evaluate("window.botTexts")) if text]
@@ -129,24 +120,24 @@ def test_generate_tab_streams_the_continuation(page, state, screenshots, pieces_
     page.get_by_role("button", name=lesson_prompt).click()  # one of the lesson's examples
     page.get_by_role("button", name="Generate").click()
     page.locator("#chat [data-testid='user']").get_by_text(lesson_prompt).wait_for()
-    answer = answer_to(state, lesson_prompt, seed=int(page.locator("#seed input").input_value()))
+    answer = answer_to(trained_state, lesson_prompt, seed=int(page.locator("#seed input").input_value()))
     page.locator("#chat [data-testid='bot']").get_by_text(answer).wait_for()
     page.screenshot(path=screenshots / "generate.png", full_page=True)
 
 
-def long_text(state) -> tuple[int, list[str]]:
+def long_text(trained_state) -> tuple[int, list[str]]:
     """A seed whose text, at temperature 2, runs on for at least 40 pieces instead of ending early."""
     settings = SamplingSettings(max_new_tokens=64, temperature=2.0, top_k=None)
-    prompt = prepare_prompt(state.student, PROMPT, settings.max_new_tokens)
+    prompt = prepare_prompt(trained_state.writer, PROMPT, settings.max_new_tokens)
     for seed in range(100):
-        pieces = list(stream_text(state.student, prompt, replace(settings, seed=seed)))
+        pieces = list(stream_text(stream(trained_state.writer, prompt.ids, replace(settings, seed=seed))))
         if len(pieces) >= 40:
             return seed, pieces
     raise AssertionError("no seed below 100 writes 40 pieces: the checkpoint has changed")
 
 
-def test_stop_stops_the_model(page, state, pieces_served):
-    seed, would_write = long_text(state)
+def test_stop_stops_the_model(page, trained_state, pieces_served):
+    seed, would_write = long_text(trained_state)
     page.get_by_label("number input for temperature").fill("2")
     page.get_by_label("number input for top-k").fill("0")
     page.get_by_label("randomize the seed").uncheck()
@@ -167,17 +158,18 @@ def run_verification(page, bug: str):
     page.get_by_role("tab", name="Verify").click()
     page.get_by_label("prompt").click()
     page.get_by_role("option", name=PROMPT).click()
-    page.get_by_label(bug).check()
+    page.locator("#verify-bug input").click()
+    page.get_by_role("option", name=bug, exact=True).click()
     page.get_by_role("button", name="Verify", exact=True).click()
     page.get_by_text(f"Bug {bug}: caught").wait_for()
 
 
-def test_verify_tab_shows_the_verdict_and_both_texts(page, state, screenshots):
+def test_verify_tab_shows_the_verdict_and_both_texts(page, trained_state, screenshots):
     run_verification(page, BUG)
     verdict = page.locator(".verdict-cards").inner_text()
     assert "Correct load: the same function" in verdict and "allclose is False" in verdict
     texts = page.locator(".side-by-side").inner_text()
-    correct = complete(state.verifier, PROMPT, TEXT_SETTINGS).split("<|endoftext|>")[0]
+    correct = complete(trained_state.ours, PROMPT, TEXT_SETTINGS).split("<|endoftext|>")[0]
     assert correct == " Paris, and the capital of Italy is Rome."  # the correct load recites
     assert f"{PROMPT}{correct}" in texts and f"Broken load ({BUG})" in texts
     assert f"{PROMPT}{correct}" not in texts.split(f"Broken load ({BUG})")[1]  # the broken load does not
@@ -209,7 +201,7 @@ def test_verify_tab_shows_a_near_miss_on_the_tolerance_axis(page, screenshots):
 
 
 def test_verify_tab_shows_a_refused_load_as_good_news(page, screenshots):
-    run_verification(page, "ffn_off_by_one")
+    run_verification(page, "cannot_hold")
     assert "refused to load" in page.locator(".verdict-cards").inner_text()
     assert "Why this is good news" in page.locator(".side-by-side").inner_text()
     assert "No tensor was loaded" in page.locator(".audit-summary").inner_text()
@@ -222,7 +214,7 @@ def send(page, prompt: str):
     page.locator("#prompt textarea").press("Enter")
 
 
-def test_bad_input_in_the_page_is_named_and_the_page_goes_on_working(page, state):
+def test_bad_input_in_the_page_is_named_and_the_page_goes_on_working(page, trained_state):
     send(page, " \n ")
     page.get_by_text("prompt is empty: type the start of a text for GPT-2 to continue").wait_for()
     page.get_by_label("randomize the seed").uncheck()
@@ -235,14 +227,14 @@ def test_bad_input_in_the_page_is_named_and_the_page_goes_on_working(page, state
     long_prompt = "The capital of France is Paris. " * 1600  # 51,200 characters, far past the context
     send(page, long_prompt)
     page.get_by_text("The prompt is longer than the model's context: its first").wait_for()
-    page.locator("#chat [data-testid='bot']").get_by_text(answer_to(state, long_prompt, seed=7)).wait_for()
+    page.locator("#chat [data-testid='bot']").get_by_text(answer_to(trained_state, long_prompt, seed=7)).wait_for()
     shown = page.locator("#chat [data-testid='user']").last.inner_text()
     assert shown.startswith("…") and len(shown) < 1000  # what the model read: the prompt's end
 
     odd = "Owls 🦉 say مرحبا and Cafe\u0301"
     send(page, odd)
     page.locator("#chat [data-testid='user']").get_by_text(odd).wait_for()
-    page.locator("#chat [data-testid='bot']").get_by_text(answer_to(state, odd, seed=7)).wait_for()
+    page.locator("#chat [data-testid='bot']").get_by_text(answer_to(trained_state, odd, seed=7)).wait_for()
 
 
 # --- the lesson's own steps: keyboard only, at a phone's width ---------------------------------------
@@ -251,17 +243,17 @@ PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture
-def phone(browser, url):
+def phone(browser, trained_app_url):
     page = browser.new_page(viewport=PHONE, is_mobile=True, has_touch=True)
     page.set_default_timeout(30_000)
-    page.goto(url)
+    page.goto(trained_app_url)
     yield page
     page.close()
 
 
 def tab_to(page, target, most: int = 150):
     """Press Tab until `target` has the focus: the way a keyboard-only user reaches it."""
-    target.wait_for(state="attached")
+    target.wait_for(trained_state="attached")
     for _ in range(most):
         if target.evaluate("element => element === document.activeElement"):
             return
@@ -273,7 +265,7 @@ def open_tab(page, name: str):
     """Select a tab with the keyboard; where the tab bar is too narrow for it, through its "More tabs" menu."""
     tab = page.get_by_role("tab", name=name, exact=True)
     in_menu = page.get_by_role("button", name=name, exact=True, include_hidden=True)
-    tab.or_(in_menu).first.wait_for(state="attached")  # a tab's bar is drawn when its parent tab first opens
+    tab.or_(in_menu).first.wait_for(trained_state="attached")  # a tab's bar is drawn when its parent tab first opens
     if not (tab.count() and tab.is_visible()):
         tab_to(page, page.get_by_role("button", name="More tabs").filter(visible=True))
         page.keyboard.press("Enter")
@@ -283,9 +275,9 @@ def open_tab(page, name: str):
     page.get_by_role("tab", name=name, exact=True).and_(page.locator("[aria-selected='true']")).wait_for()
 
 
-def test_predict_the_shape_on_a_phone_with_the_keyboard_meets_the_trap(phone, page, state, screenshots):
+def test_predict_the_shape_on_a_phone_with_the_keyboard_meets_the_trap(phone, page, trained_state, screenshots):
     """A student's phone answers; the projector's page, refreshing every few seconds, shows the count."""
-    width = state.verifier.config.n_embd
+    width = trained_state.ours.config.n_embd
     projector = page
     projector.get_by_role("tab", name="Verify").click()
     projector.get_by_role("tab", name="Predict the shape").click()
@@ -329,15 +321,15 @@ def test_predict_the_shape_on_a_phone_with_the_keyboard_meets_the_trap(phone, pa
     projector.locator("#quiz-tally").get_by_text("No answers yet").wait_for()
 
 
-def test_the_mapping_parameters_and_losses_on_a_phone_with_the_keyboard(phone, state, screenshots):
+def test_the_mapping_parameters_and_losses_on_a_phone_with_the_keyboard(phone, trained_state, screenshots):
     open_tab(phone, "Verify")
     open_tab(phone, "The mapping")
     tab_to(phone, phone.locator("#mapping-bug input"))
-    phone.keyboard.type("skip_transpose_square")
+    phone.keyboard.type("not_transposed")
     phone.keyboard.press("Enter")
     red = phone.locator("#mapping-diagram g.arrow.bug > text")  # each red arrow's label
     red.first.wait_for()
-    layers = state.verifier.config.n_layer
+    layers = trained_state.ours.config.n_layer
     assert red.all_text_contents() == ["copy", f"{layers - 1} of {12 * (layers - 1)} changed"]
     diagram = phone.locator("#mapping-diagram .diagram")
     assert diagram.evaluate("element => element.scrollWidth > element.clientWidth")  # wider than the phone: it scrolls
@@ -348,7 +340,7 @@ def test_the_mapping_parameters_and_losses_on_a_phone_with_the_keyboard(phone, s
     phone.screenshot(path=screenshots / "mapping-phone.png", full_page=True)
 
     open_tab(phone, "Parameters")
-    anatomy = parameter_anatomy(state.verifier)
+    anatomy = parameter_anatomy(trained_state.ours)
     shown = phone.locator("#anatomy").inner_text()
     for total in (anatomy.tied, anatomy.untied, anatomy.without_embeddings):
         assert f"{total:,}" in shown
@@ -362,18 +354,18 @@ def test_the_mapping_parameters_and_losses_on_a_phone_with_the_keyboard(phone, s
     phone.screenshot(path=screenshots / "knowledge-phone.png", full_page=True)
 
 
-def test_generate_writes_the_same_prompt_and_seed_with_random_weights_beside(page, state, screenshots):
+def test_generate_writes_the_same_prompt_and_seed_with_random_weights_beside(page, trained_state, screenshots):
     page.get_by_label("also write with random weights").check()
     page.locator("#random-chat").wait_for()
     send(page, PROMPT)
     page.locator("#chat [data-testid='user']").get_by_text(PROMPT).wait_for()
     seed = int(page.locator("#seed input").input_value())  # the seed the chat used, shown once it starts
-    page.locator("#chat [data-testid='bot']").get_by_text(answer_to(state, PROMPT, seed)).wait_for()
+    page.locator("#chat [data-testid='bot']").get_by_text(answer_to(trained_state, PROMPT, seed)).wait_for()
     settings = SamplingSettings(max_new_tokens=64, temperature=0.8, top_k=50, seed=seed)
-    gibberish = ("…" + complete(state.random_student, PROMPT, settings)).strip()
+    gibberish = ("…" + complete(trained_state.random_init, PROMPT, settings)).strip()
     page.locator("#random-chat [data-testid='bot']").get_by_text(gibberish).wait_for()
     assert page.locator("#random-chat [data-testid='user']").inner_text() == PROMPT
-    assert gibberish != answer_to(state, PROMPT, seed)
+    assert gibberish != answer_to(trained_state, PROMPT, seed)
     page.screenshot(path=screenshots / "generate-random-beside.png", full_page=True)
 
 
@@ -387,13 +379,13 @@ def shaped(request, tmp_path_factory):
     else:
         folder = build_checkpoint(tmp_path_factory.mktemp("odd"), seed=1, initializer_range=0.2, **ODD)
     state = load_state(str(folder), device="cpu")
-    with serving(build_app(state)) as url:
+    with served(state) as url:
         yield request.param, state, url
 
 
 def test_every_lesson_section_follows_the_checkpoints_shape(browser, shaped, screenshots):
     name, state, url = shaped
-    config = state.verifier.config
+    config = state.ours.config
     width, layers = config.n_embd, config.n_layer
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.set_default_timeout(60_000)
@@ -412,15 +404,15 @@ def test_every_lesson_section_follows_the_checkpoints_shape(browser, shaped, scr
     diagram = page.locator("#mapping-diagram")
     assert {f"[{3 * width}, {width}]", f"[{width}, {3 * width}]", f"[{config.n_inner}, {width}]"} <= \
         set(diagram.locator("text").all_text_contents())
-    page.get_by_label("load the weights with a bug").click()
-    page.get_by_role("option", name="skip_transpose_square").click()
+    page.locator("#mapping-bug input").click()
+    page.get_by_role("option", name="not_transposed", exact=True).click()
     red = diagram.locator("g.arrow.bug > text")
     red.first.wait_for()
     assert red.all_text_contents() == ["copy", f"{layers - 1} of {12 * (layers - 1)} changed"]
     page.screenshot(path=screenshots / f"mapping-{name}.png", full_page=True)
 
     page.get_by_role("tab", name="Parameters").click()
-    anatomy = parameter_anatomy(state.verifier)
+    anatomy = parameter_anatomy(state.ours)
     totals = (anatomy.tied, anatomy.untied, anatomy.without_embeddings)
     if name == "gpt2":
         assert totals == (GPT2_PARAMETERS, GPT2_UNTIED_PARAMETERS, GPT2_NON_EMBEDDING_PARAMETERS)
@@ -430,7 +422,7 @@ def test_every_lesson_section_follows_the_checkpoints_shape(browser, shaped, scr
     page.get_by_role("button", name="Measure the three losses").click()
     cells = page.locator("#losses td")
     cells.first.wait_for()
-    losses = paragraph_losses(state.reference, state.verifier, state.random_student)
+    losses = paragraph_losses(state.reference, state.ours, state.random_init)
     shown = dict(zip(cells.all_inner_texts()[0::3], cells.all_inner_texts()[1::3]))
     for label, loss in [("ours (the loaded weights)", losses.ours), ("the reference (transformers)", losses.reference),
                         ("ours, random initialisation", losses.random_init)]:

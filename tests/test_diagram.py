@@ -8,7 +8,8 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from demo.diagram import LINE_COLOURS, diagram_html
 from model.gpt import GPT, GPTConfig
-from model.plan import load_plan
+from model.lesson.plan import load_plan
+from model.loading.mistakes import MISTAKES
 from tests.checkpoints import GPT2_SMALL, ODD
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -27,7 +28,8 @@ def draw(models, bug=None, reference_types=None) -> ET.Element:
     """The diagram for `bug`, parsed: it must be well-formed XML."""
     reference, ours = models
     types = reference_types or {name: type(m).__name__ for name, m in reference.named_modules()}
-    html = diagram_html(load_plan(reference, bug), types, {name: type(m).__name__ for name, m in ours.named_modules()})
+    our_types = {name: type(m).__name__ for name, m in ours.named_modules()}
+    html = diagram_html(load_plan(reference, MISTAKES.get(bug)), types, our_types)
     return ET.fromstring(f"<div>{html}</div>")
 
 
@@ -69,7 +71,7 @@ def test_both_trees_show_each_tensor_in_their_own_layout(models):
 
 def test_a_silent_bug_turns_the_arrows_it_changes_red(models):
     layers = models[1].config.n_layer
-    diagram = draw(models, "skip_transpose_square")
+    diagram = draw(models, "not_transposed")
     red = [arrow for arrow in arrows(diagram) if "bug" in arrow.get("class")]
     assert [label(arrow) for arrow in red] == ["copy", f"{layers - 1} of {12 * (layers - 1)} changed"]
     assert all(path.get("stroke") == LINE_COLOURS["bug"] for arrow in red for path in arrow.iter(f"{SVG}path"))
@@ -78,18 +80,18 @@ def test_a_silent_bug_turns_the_arrows_it_changes_red(models):
 
 
 def test_a_bug_in_block_0_alone_leaves_the_folded_blocks_grey(models):
-    red = [label(arrow) for arrow in arrows(draw(models, "raw_copy_block0_c_attn")) if "bug" in arrow.get("class")]
+    red = [label(arrow) for arrow in arrows(draw(models, "scrambled")) if "bug" in arrow.get("class")]
     assert red == ["raw memory"]
 
 
-def test_an_untied_head_breaks_the_tie(models):
-    labels = [label(arrow) for arrow in arrows(draw(models, "untied_head"))]
-    assert "random: untied" in labels and "tied: one tensor" not in labels
+def test_a_head_left_at_init_breaks_the_tie(models):
+    labels = [label(arrow) for arrow in arrows(draw(models, "not_loaded"))]
+    assert "left at init: untied" in labels and "tied: one tensor" not in labels
 
 
 def test_a_refused_architecture_shows_which_shapes_do_not_fit(models):
     _, ours = models
-    diagram = draw(models, "ffn_off_by_one")
+    diagram = draw(models, "cannot_hold")
     refused = [arrow for arrow in arrows(diagram) if label(arrow) == "✗ refused"]
     assert len(refused) == 3  # block 0's c_fc weight and bias, and its mlp.c_proj weight
     assert str([ours.config.n_inner + 1, ours.config.n_embd]) in texts(diagram)

@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from model.engine import Engine, EngineError, check_row_invariance
-from model.fast import load_student
-from model.gpt import PROMPT_CHUNK
-from model.reference import load_reference
+from model.loading.reference import load_reference
 from model.sampling import SamplingSettings
+from model.serving.engine import Engine, EngineError, check_row_invariance
+from model.serving.sequence import PROMPT_CHUNK, generate
+from model.serving.writer import load_writer
 from model.tokenizer import encode
 from tests.app_server import wait_until
 from tests.checkpoints import build_checkpoint
@@ -26,7 +26,7 @@ GREEDY = replace(SAMPLED, temperature=0, top_k=None)
 @pytest.fixture(scope="module")
 def writer(tiny_reference):
     """The app's writing model on the tiny checkpoint, whose large random weights make every token vary."""
-    return load_student(tiny_reference)
+    return load_writer(tiny_reference)
 
 
 @contextmanager
@@ -39,7 +39,7 @@ def running(model, **options):
 
 
 def alone(model, prompt, settings) -> list[int]:
-    return model.generate(prompt, settings)
+    return generate(model, prompt, settings)
 
 
 # --- the same text, whatever the load ------------------------------------------------------------
@@ -69,12 +69,12 @@ def test_requests_arriving_together_write_what_they_write_alone(writer):
 
 def test_the_writing_models_rows_are_bit_identical_alone_and_among_others(writer, gpt2_reference):
     assert check_row_invariance(writer).holds
-    assert check_row_invariance(load_student(gpt2_reference)).holds  # gpt2's widths, on this machine
+    assert check_row_invariance(load_writer(gpt2_reference)).holds  # gpt2's widths, on this machine
 
 
 def test_the_check_sees_a_model_whose_rows_round_differently(tiny_reference, monkeypatch):
     """A head whose last bit depends on how many rows it is given, as a BLAS's kernel choice can."""
-    model = load_student(tiny_reference)
+    model = load_writer(tiny_reference)
     head = model.lm_head.forward
     monkeypatch.setattr(model.lm_head, "forward", lambda x: head(x) * (1 + 1e-6 * (x.size(0) > 1)))
     found = check_row_invariance(model)
@@ -87,7 +87,7 @@ def test_the_check_sees_a_model_whose_rows_round_differently(tiny_reference, mon
 def long_context_writer(tmp_path_factory):
     folder = build_checkpoint(tmp_path_factory.mktemp("long"), seed=0, initializer_range=0.5, n_layer=2, n_head=2,
                               n_embd=32, n_positions=4 * PROMPT_CHUNK)
-    return load_student(load_reference(str(folder), "cpu"))
+    return load_writer(load_reference(str(folder), "cpu"))
 
 
 def test_a_long_prompt_is_read_in_chunks_while_the_others_go_on_writing(long_context_writer, monkeypatch):

@@ -14,15 +14,15 @@ import torch
 from gradio_client import Client
 
 from demo.__main__ import main as demo_main
-from demo.app import build_app, generations_at_once
-from demo.state import load_state
-from model.generate import prepare_prompt, stream_text
+from demo.app import generations_at_once
 from model.sampling import SamplingSettings
+from model.serving.sequence import stream
+from model.serving.text import prepare_prompt, stream_text
 from tests.app_server import (
     REPO_ROOT,
     command_env,
     command_serving,
-    serving,
+    served,
     wait_until,
     watched_model,
 )
@@ -36,7 +36,7 @@ from tests.checkpoints import (
     without_config,
 )
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 PROMPT = "The capital of France is"
 LONG = SamplingSettings(max_new_tokens=200, temperature=1.0, top_k=None, seed=0)  # the tiny model writes on
@@ -44,10 +44,6 @@ SECONDS_PER_PIECE = 0.05  # paced so that LONG is still writing long after the t
 
 
 # --- Stop, or a client gone: the row is free at once ---------------------------------------------
-
-@pytest.fixture(scope="module")
-def state(tiny_dir):
-    return load_state(str(tiny_dir), device="cpu")
 
 
 @pytest.fixture
@@ -57,15 +53,15 @@ def watched(monkeypatch):
 
 
 @pytest.fixture
-def url(state, watched):
-    with serving(build_app(state)) as url:
+def url(tiny_state, watched):
+    with served(tiny_state) as url:
         yield url
 
 
-def pieces_alone(state, seed: int) -> int:
+def pieces_alone(tiny_state, seed: int) -> int:
     """How many pieces the long generation writes for `seed` when nobody stops it."""
-    prompt = prepare_prompt(state.student, PROMPT, LONG.max_new_tokens)
-    return len(list(stream_text(state.student, prompt, replace(LONG, seed=seed))))
+    prompt = prepare_prompt(tiny_state.writer, PROMPT, LONG.max_new_tokens)
+    return len(list(stream_text(stream(tiny_state.writer, prompt.ids, replace(LONG, seed=seed)))))
 
 
 def started_then_stopped(url: str, seed: int):
@@ -93,14 +89,14 @@ def started_then_disconnected(url: str, seed: int):
 
 
 @pytest.mark.parametrize("start", [started_then_stopped, started_then_disconnected], ids=["stop", "disconnect"])
-def test_a_stream_ended_early_frees_its_row_at_once(state, watched, url, start):
-    slots = generations_at_once(state)
-    would_write = sum(pieces_alone(state, seed) for seed in range(slots))
+def test_a_stream_ended_early_frees_its_row_at_once(tiny_state, watched, url, start):
+    slots = generations_at_once(tiny_state)
+    would_write = sum(pieces_alone(tiny_state, seed) for seed in range(slots))
     ends = [start(url, seed) for seed in range(slots)]  # every slot taken by a long generation
     wait_until(lambda: watched.running == slots and watched.pieces >= 2 * slots, 30, "the generations are writing")
     for end in ends:
         end()
-    wait_until(lambda: watched.running == 0 and state.engine.active_rows == 0, 10,
+    wait_until(lambda: watched.running == 0 and tiny_state.engine.active_rows == 0, 10,
                "Stop or a closed connection ends the model's work and frees the engine's row")
     written = watched.pieces
     time.sleep(10 * SECONDS_PER_PIECE)

@@ -7,9 +7,11 @@ from transformers.activations import ACT2FN
 from transformers.pytorch_utils import Conv1D
 
 from model.gpt import GPT, GPTConfig, KVCache
-from model.reference import HUB_SHAPES, load_reference
+from model.loading.mapping import load_gpt
+from model.loading.reference import HUB_SHAPES, load_reference
+from model.proof.tolerance import TOLERANCE
+from model.proof.verify import verify
 from model.tokenizer import encode
-from model.verify import TOLERANCE, verify
 from tests.checkpoints import ODD, TINY, build_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -24,8 +26,8 @@ def on_meta(build):
 @pytest.mark.parametrize("name", HUB_SHAPES)
 def test_every_hub_size_loads_with_the_references_parameter_count(name):
     reference = on_meta(lambda: GPT2LMHeadModel(GPT2Config(**HUB_SHAPES[name])))
-    student = GPT.from_hf(reference)  # the real mapping, shape checks and all
-    assert student.num_parameters() == sum(p.numel() for p in reference.parameters())
+    ours = load_gpt(reference)  # the real mapping, shape checks and all
+    assert ours.num_parameters() == sum(p.numel() for p in reference.parameters())
 
 
 def test_config_is_read_from_the_reference_config():
@@ -92,16 +94,16 @@ def test_any_gpt2_shaped_checkpoint_computes_the_references_function(tmp_path, s
 # --- the KV cache ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("chunk", [1, 3], ids=["token-by-token", "three-at-a-time"])
-def test_cached_logits_equal_full_recompute(trained_student, chunk):
+def test_cached_logits_equal_full_recompute(trained_ours, chunk):
     ids = torch.tensor([encode("Once upon a time in a land far away there lived a wise old owl.")])
-    cache = KVCache(trained_student.config, "cpu", torch.float32)
+    cache = KVCache(trained_ours.config, "cpu", torch.float32)
     with torch.inference_mode():
-        full = trained_student(ids)
-        pieces = [trained_student(ids[:, i:i + chunk], [cache]) for i in range(0, ids.size(1), chunk)]
+        full = trained_ours(ids)
+        pieces = [trained_ours(ids[:, i:i + chunk], [cache]) for i in range(0, ids.size(1), chunk)]
     assert torch.allclose(torch.cat(pieces, dim=1), full, **TOLERANCE)
 
 
-def test_forward_refuses_more_positions_than_the_context(tiny_student):
-    too_long = torch.zeros(1, tiny_student.config.n_positions + 1, dtype=torch.long)
+def test_forward_refuses_more_positions_than_the_context(tiny_ours):
+    too_long = torch.zeros(1, tiny_ours.config.n_positions + 1, dtype=torch.long)
     with pytest.raises(ValueError, match="do not fit the context"):
-        tiny_student(too_long)
+        tiny_ours(too_long)

@@ -15,16 +15,18 @@ from huggingface_hub import constants
 from huggingface_hub.utils import close_session
 
 import demo.state
-from model import reference
-from model.reference import (
+from model.loading import reference
+from model.loading.reference import (
     INTERRUPTED,
     HubUnreachableError,
     ModelLoadError,
     load_reference,
 )
-from model.verify import verify
+from model.proof.verify import verify
 from tests.app_server import REPO_ROOT, command_serving, wait_until
 from tests.hub_server import Faults, hub_env, serving_hub
+
+pytestmark = pytest.mark.slow  # a stand-in hub, and the real commands
 
 HUB_IDS = ["gpt2", "openai-community/gpt2"]
 # Seconds: far more than the quick look takes, less than the download's own retries would, without it.

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from model.gpt import GPT, GPTConfig
-from model.knowledge import INIT_STD, PARAGRAPH, paragraph_losses, random_init
+from model.lesson.knowledge import INIT_STD, PARAGRAPH, paragraph_losses, random_init
 from model.tokenizer import encode
 from tests.checkpoints import MEMORISED, ODD
 
@@ -39,8 +39,8 @@ def test_random_init_is_seeded():
 
 
 def test_on_gpt2s_shape_ours_scores_as_the_reference_and_random_init_as_a_uniform_guess(gpt2_reference,
-                                                                                        gpt2_student):
-    losses = paragraph_losses(gpt2_reference, gpt2_student, random_init(gpt2_student.config))
+                                                                                        gpt2_ours):
+    losses = paragraph_losses(gpt2_reference, gpt2_ours, random_init(gpt2_ours.config))
     assert losses.tokens == len(encode(PARAGRAPH)) and losses.vocab_size == 50257
     assert losses.ours_equals_reference, (losses.ours, losses.reference)
     assert abs(losses.random_init.cross_entropy - math.log(50257)) < NEAR_A_UNIFORM_GUESS
@@ -49,19 +49,19 @@ def test_on_gpt2s_shape_ours_scores_as_the_reference_and_random_init_as_a_unifor
 
 @pytest.mark.parametrize("sentence", MEMORISED)
 def test_the_trained_weights_know_what_the_same_class_on_random_weights_does_not(trained_reference,
-                                                                               trained_student, sentence):
-    losses = paragraph_losses(trained_reference, trained_student, random_init(trained_student.config), sentence)
+                                                                               trained_ours, sentence):
+    losses = paragraph_losses(trained_reference, trained_ours, random_init(trained_ours.config), sentence)
     assert losses.ours_equals_reference
     assert losses.ours.cross_entropy < KNOWS_BY_HEART
     assert abs(losses.random_init.cross_entropy - losses.uniform_guess) < NEAR_A_UNIFORM_GUESS
 
 
-def test_the_paragraph_is_cut_to_the_models_context(tiny_reference, tiny_student):
-    losses = paragraph_losses(tiny_reference, tiny_student, random_init(tiny_student.config))
-    assert losses.tokens == tiny_student.config.n_positions < len(encode(PARAGRAPH))
+def test_the_paragraph_is_cut_to_the_models_context(tiny_reference, tiny_ours):
+    losses = paragraph_losses(tiny_reference, tiny_ours, random_init(tiny_ours.config))
+    assert losses.tokens == tiny_ours.config.n_positions < len(encode(PARAGRAPH))
     assert losses.to_dict()["ours_equals_reference"]
 
 
-def test_a_text_with_nothing_to_predict_is_refused(tiny_reference, tiny_student):
+def test_a_text_with_nothing_to_predict_is_refused(tiny_reference, tiny_ours):
     with pytest.raises(ValueError, match="at least two tokens"):
-        paragraph_losses(tiny_reference, tiny_student, random_init(tiny_student.config), "Hi")
+        paragraph_losses(tiny_reference, tiny_ours, random_init(tiny_ours.config), "Hi")

@@ -3,11 +3,11 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from demo import lesson_views
-from model import quiz
-from model.anatomy import parameter_anatomy
+from model.lesson import quiz
+from model.lesson.anatomy import parameter_anatomy
 from model.gpt import GPT, GPTConfig
-from model.knowledge import paragraph_losses, random_init
-from model.mapping import build_mapping
+from model.lesson.knowledge import paragraph_losses, random_init
+from model.loading.mapping import named_table
 from tests.checkpoints import (
     GPT2_NON_EMBEDDING_PARAMETERS,
     GPT2_PARAMETERS,
@@ -24,22 +24,22 @@ def gpt2_on_meta():
 
 def gpt2_questions() -> dict:
     reference, ours = gpt2_on_meta()
-    return {q.kind: q for q in quiz.questions(build_mapping(ours, reference))}
+    return {q.role: q for q in quiz.questions(named_table(ours, reference))}
 
 
 def test_the_tally_headline_reads_as_the_projector_says_it():
-    question = gpt2_questions()["attention c_attn"]
+    question = gpt2_questions()["c_attn"]
     html = lesson_views.tally_html(question, {"[2304, 768] transpose": 19, "[768, 2304] transpose": 8})
     assert "<b>19 of 27</b> said <b>[2304, 768] transpose</b> (right)" in html
     assert html.count("class='tally-row") == 2 and "tally-row right" in html
 
 
 def test_the_tally_before_any_answer_says_so():
-    assert "No answers yet" in lesson_views.tally_html(gpt2_questions()["a LayerNorm"], {})
+    assert "No answers yet" in lesson_views.tally_html(gpt2_questions()["layernorm"], {})
 
 
 def test_question_grade_and_refusal_escape_what_they_show():
-    question = gpt2_questions()["attention c_proj"]
+    question = gpt2_questions()["attn.c_proj"]
     asked = lesson_views.question_html(question)
     assert "<code>transformer.h.0.attn.c_proj.weight</code> is <b>[768, 768]</b>" in asked
     html = lesson_views.grade_html(quiz.grade(question, "768x768", "copy"))
@@ -59,18 +59,18 @@ def test_the_anatomy_reconciles_the_totals_people_quote():
     assert "<td>45.5&nbsp;%</td>" in html  # the MLP's share
 
 
-def losses(tiny_reference, tiny_student) -> dict:
-    return paragraph_losses(tiny_reference, tiny_student, random_init(tiny_student.config)).to_dict()
+def losses(tiny_reference, tiny_ours) -> dict:
+    return paragraph_losses(tiny_reference, tiny_ours, random_init(tiny_ours.config)).to_dict()
 
 
-def test_losses_say_plainly_when_every_model_is_random(tiny_reference, tiny_student):
-    html = lesson_views.losses_html(losses(tiny_reference, tiny_student), random_weights_loaded=True)
+def test_losses_say_plainly_when_every_model_is_random(tiny_reference, tiny_ours):
+    html = lesson_views.losses_html(losses(tiny_reference, tiny_ours), random_weights_loaded=True)
     assert "Both are random here" in html and "the weights are the knowledge" not in html
     assert "✓</b> Ours and the reference differ by" in html
 
 
-def test_losses_of_weights_that_know_the_text_name_the_vessel(tiny_reference, tiny_student):
-    measured = losses(tiny_reference, tiny_student)
+def test_losses_of_weights_that_know_the_text_name_the_vessel(tiny_reference, tiny_ours):
+    measured = losses(tiny_reference, tiny_ours)
     better = {**measured, "ours": {"cross_entropy": 3.0, "perplexity": 20.1}}
     assert "the weights are the knowledge" in lesson_views.losses_html(better, random_weights_loaded=False)
     worse = {**measured, "ours": {"cross_entropy": 14.0, "perplexity": 1.2e6}}

@@ -6,11 +6,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from model.fast import load_student
-from model.products import RowInvariantLinear, use_row_invariant_products
+from model.proof.evidence import reference_greedy
 from model.sampling import SamplingSettings
+from model.serving.products import RowInvariantLinear, use_row_invariant_products
+from model.serving.sequence import generate
+from model.serving.writer import load_writer
 from model.tokenizer import encode
-from model.verify import reference_greedy
 
 GREEDY = SamplingSettings(max_new_tokens=48, temperature=0, top_k=None, stop_at_eot=False)
 PROMPT = encode("The meaning of life is")
@@ -66,7 +67,7 @@ def test_the_weight_and_bias_are_the_linears_own_parameters():
 
 
 def test_the_writing_model_keeps_the_tie_and_shares_the_references_memory(gpt2_reference):
-    writer = load_student(gpt2_reference).state_dict(keep_vars=True)
+    writer = load_writer(gpt2_reference).state_dict(keep_vars=True)
     theirs = gpt2_reference.state_dict()
     assert writer["lm_head.weight"] is writer["transformer.wte.weight"]
     assert all(writer[name].data_ptr() == theirs[name].data_ptr() for name in theirs)
@@ -77,15 +78,15 @@ def test_the_writing_model_keeps_the_tie_and_shares_the_references_memory(gpt2_r
 @pytest.mark.parametrize("name", ["tiny", "trained", "gpt2"])
 def test_the_writing_model_writes_token_for_token_what_reference_generate_writes(request, name):
     reference = request.getfixturevalue(f"{name}_reference")
-    writer = load_student(reference)
+    writer = load_writer(reference)
     assert isinstance(writer.transformer.h[0].mlp.c_fc, RowInvariantLinear) and isinstance(writer.lm_head,
                                                                                          RowInvariantLinear)
     n = min(GREEDY.max_new_tokens, reference.config.n_positions - len(PROMPT))  # within the tiny ones' context
-    assert writer.generate(PROMPT, replace(GREEDY, max_new_tokens=n)) == reference_greedy(reference, PROMPT, n)
+    assert generate(writer, PROMPT, replace(GREEDY, max_new_tokens=n)) == reference_greedy(reference, PROMPT, n)
 
 
 def test_a_half_precision_writer_keeps_each_matrix_in_nn_linears_own_layout(tiny_reference):
-    writer = load_student(tiny_reference, "bfloat16")
+    writer = load_writer(tiny_reference, "bfloat16")
     assert {(p.dtype, p.is_contiguous()) for p in writer.parameters()} == {(torch.bfloat16, True)}
     assert writer.lm_head.weight is writer.transformer.wte.weight
     assert type(writer.transformer.h[0].mlp.c_fc) is nn.Linear

@@ -1,11 +1,11 @@
-"""model/quiz.py: the shape quiz, asked and graded from the mapping table of the loaded models."""
+"""model/lesson/quiz.py: the shape quiz, asked and graded from the mapping table of the loaded models."""
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from model import quiz
+from model.lesson import quiz
 from model.gpt import GPT, GPTConfig
-from model.mapping import build_mapping
+from model.loading.mapping import named_table
 from tests.checkpoints import GPT2_SMALL, ODD
 
 SHAPES = {"gpt2": GPT2_SMALL, "odd": ODD}
@@ -16,67 +16,67 @@ def shaped(request):
     """(the questions, n_embd, the MLP's width) for a model of this shape, from the real mapping table."""
     with torch.device("meta"):
         reference = GPT2LMHeadModel(GPT2Config(**request.param))
-        student = GPT(GPTConfig.from_hf(reference.config))
-    config = student.config
-    return {q.kind: q for q in quiz.questions(build_mapping(student, reference))}, config.n_embd, config.n_inner
+        ours = GPT(GPTConfig.from_hf(reference.config))
+    config = ours.config
+    return {q.role: q for q in quiz.questions(named_table(ours, reference))}, config.n_embd, config.n_inner
 
 
 @pytest.fixture(scope="module")
 def gpt2_questions():
     with torch.device("meta"):
         reference = GPT2LMHeadModel(GPT2Config(**GPT2_SMALL))
-        student = GPT(GPTConfig.from_hf(reference.config))
-    return {q.kind: q for q in quiz.questions(build_mapping(student, reference))}
+        ours = GPT(GPTConfig.from_hf(reference.config))
+    return {q.role: q for q in quiz.questions(named_table(ours, reference))}
 
 
 def test_every_question_comes_from_the_loaded_models_shapes(shaped):
     questions, width, inner = shaped
     vocab = 50257
-    asked = {kind: (q.row.reference_shape, q.row.our_shape, q.row.op) for kind, q in questions.items()}
+    asked = {role: (q.row.reference_shape, q.row.shape, q.row.op) for role, q in questions.items()}
     assert asked == {
-        "attention c_attn": ((width, 3 * width), (3 * width, width), "transpose"),
-        "attention c_proj": ((width, width), (width, width), "transpose"),
-        "MLP c_fc": ((width, inner), (inner, width), "transpose"),
-        "MLP c_proj": ((inner, width), (width, inner), "transpose"),
-        "token embedding / lm_head": ((vocab, width), (vocab, width), "tied"),
-        "a LayerNorm": ((width,), (width,), "copy"),
+        "c_attn": ((width, 3 * width), (3 * width, width), "transpose"),
+        "attn.c_proj": ((width, width), (width, width), "transpose"),
+        "c_fc": ((width, inner), (inner, width), "transpose"),
+        "mlp.c_proj": ((inner, width), (width, inner), "transpose"),
+        "lm_head": ((vocab, width), (vocab, width), "tied"),
+        "layernorm": ((width,), (width,), "copy"),
     }
 
 
 def test_the_right_answer_is_right_and_its_reason_uses_the_models_numbers(shaped):
     questions, width, inner = shaped
     for question in questions.values():
-        grade = quiz.grade(question, str(list(question.row.our_shape)), question.row.op)
-        assert grade.right and grade.hint is None, (question.kind, grade)
-        assert str(list(question.row.our_shape)) in grade.reason
-    assert f"{3 * width} = 3 × {width}: query, key and value" in quiz.reason(questions["attention c_attn"])
-    assert {kind for kind, q in questions.items() if "The trap" in quiz.reason(q)} == {"attention c_proj"}
-    mlp = quiz.reason(questions["MLP c_fc"])
+        grade = quiz.grade(question, str(list(question.row.shape)), question.row.op)
+        assert grade.right and grade.hint is None, (question.role, grade)
+        assert str(list(question.row.shape)) in grade.reason
+    assert f"{3 * width} = 3 × {width}: query, key and value" in quiz.reason(questions["c_attn"])
+    assert {role for role, q in questions.items() if "The trap" in quiz.reason(q)} == {"attn.c_proj"}
+    mlp = quiz.reason(questions["c_fc"])
     assert (f"{inner} = 4 × {width}" in mlp) if inner == 4 * width else (f"{inner} is this model's n_inner" in mlp)
 
 
 @pytest.mark.parametrize("typed", ["[2304, 768]", "2304x768", "2304, 768", "(2304,768)", "2304 × 768", " 2304 768 ",
                                    "2304*768", "[ 2304 ,768 ]"])
 def test_a_shape_may_be_typed_in_any_of_the_usual_ways(gpt2_questions, typed):
-    grade = quiz.grade(gpt2_questions["attention c_attn"], typed, "transpose")
+    grade = quiz.grade(gpt2_questions["c_attn"], typed, "transpose")
     assert grade.right and grade.answer == "[2304, 768] transpose"
 
 
 def test_the_square_c_proj_trap_is_explained_when_it_is_met(gpt2_questions):
-    grade = quiz.grade(gpt2_questions["attention c_proj"], "[768, 768]", "copy")
+    grade = quiz.grade(gpt2_questions["attn.c_proj"], "[768, 768]", "copy")
     assert grade.shape_right and not grade.op_right and not grade.right
     assert "You met the trap" in grade.hint
     assert "The trap: [768, 768] is square, so it fits either way round" in grade.reason
     assert "Copied without .t() it loads without a complaint" in grade.reason
 
 
-@pytest.mark.parametrize("kind, typed, op, hint", [
-    ("attention c_attn", "[768, 2304]", "transpose", "That is the reference's shape, Conv1D's (in, out)"),
-    ("MLP c_fc", "[3072, 768]", "copy", "the shape check would refuse to copy [768, 3072] into [3072, 768]"),
-    ("token embedding / lm_head", "[50257, 768]", "copy", "GPT-2 has one"),
+@pytest.mark.parametrize("role, typed, op, hint", [
+    ("c_attn", "[768, 2304]", "transpose", "That is the reference's shape, Conv1D's (in, out)"),
+    ("c_fc", "[3072, 768]", "copy", "the shape check would refuse to copy [768, 3072] into [3072, 768]"),
+    ("lm_head", "[50257, 768]", "copy", "GPT-2 has one"),
 ])
-def test_a_common_slip_is_named(gpt2_questions, kind, typed, op, hint):
-    grade = quiz.grade(gpt2_questions[kind], typed, op)
+def test_a_common_slip_is_named(gpt2_questions, role, typed, op, hint):
+    grade = quiz.grade(gpt2_questions[role], typed, op)
     assert not grade.right and hint in grade.hint
 
 
@@ -87,10 +87,10 @@ def test_a_common_slip_is_named(gpt2_questions, kind, typed, op, hint):
 ])
 def test_anything_but_a_shape_is_refused_saying_what_to_type(gpt2_questions, typed):
     with pytest.raises(ValueError, match="shape"):
-        quiz.grade(gpt2_questions["attention c_attn"], typed, "transpose")
+        quiz.grade(gpt2_questions["c_attn"], typed, "transpose")
 
 
 @pytest.mark.parametrize("op", ["", "Transpose", "transpose; copy", "t()", None, 1])
 def test_an_operation_outside_the_three_is_refused(gpt2_questions, op):
     with pytest.raises(ValueError, match="copy, transpose, tied"):
-        quiz.grade(gpt2_questions["attention c_attn"], "[2304, 768]", op)
+        quiz.grade(gpt2_questions["c_attn"], "[2304, 768]", op)

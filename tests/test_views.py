@@ -7,22 +7,25 @@ import pytest
 import torch
 
 from demo import views
-from model.bugs import BUGS
-from model.gpt import GPT
+from model.loading.mapping import load_gpt
+from model.loading.mistakes import DEMONSTRATIONS, MISTAKES
+from model.proof.tolerance import LESSON_ATOL, LOOSE_ATOL, TOLERANCE
+from model.proof.verify import verify
 from model.tokenizer import encode
-from model.verify import LESSON_ATOL, LOOSE_ATOL, TOLERANCE, verify
 
 PROMPT = "The capital of France is"
 
 
 @pytest.fixture(scope="module")
 def reports(tiny_reference):
-    """The JSON report for the correct load and for each bug, keyed by bug name ("none" for none)."""
-    return {bug: verify(tiny_reference, PROMPT, None if bug == "none" else bug).to_dict() for bug in ["none", *BUGS]}
+    """The JSON report for the correct load and for each mistake, keyed by its id ("none" for none)."""
+    return {bug: verify(tiny_reference, PROMPT, None if bug == "none" else bug).to_dict()
+            for bug in ["none", *DEMONSTRATIONS]}
 
 
 def silent_and_loud():
-    return [name for name, bug in BUGS.items() if bug.silent], [name for name, bug in BUGS.items() if not bug.silent]
+    return ([name for name in DEMONSTRATIONS if not MISTAKES[name].refused],
+            [name for name in DEMONSTRATIONS if MISTAKES[name].refused])
 
 
 def test_verdict_of_the_correct_load_names_the_diff_and_the_tolerance(reports):
@@ -60,7 +63,7 @@ def test_verdict_of_a_refused_bug_says_the_mapping_refused(reports, bug):
 
 
 def test_checks_table_has_one_row_per_check(reports):
-    report = reports["skip_transpose_square"]
+    report = reports["not_transposed"]
     table = views.checks_table(report)
     assert list(table["check"]) == [c["check"] for c in report["checks"]]
     assert set(table[""]) == {"✓"}
@@ -79,9 +82,10 @@ def test_facts_show_counts_tying_and_what_a_naive_load_would_say(reports):
 def test_mapping_table_folds_the_blocks_and_colours_each_operation(reports):
     report = reports["none"]
     html = views.mapping_html(report)
-    for op in views.OP_MEANINGS:
+    for op in ("copy", "transpose", "tied"):  # ours splits nothing: no "split" in the legend
         count = sum(row["op"] == op for row in report["mapping"])
         assert f"{op} ×{count}</span>" in html
+    assert "split ×" not in html
     rows = html.split("<tr ")[1:]
     patterns = {row["ours"].replace(".h.0.", ".h.{}.").replace(".h.1.", ".h.{}.") for row in report["mapping"]}
     assert len(rows) == len(patterns)  # one row per parameter of a block, not per block
@@ -93,18 +97,18 @@ def test_mapping_table_folds_the_blocks_and_colours_each_operation(reports):
 
 
 def test_mapping_table_marks_the_rows_a_bug_changes_in_place(reports):
-    html = views.mapping_html(reports["raw_copy_block0_c_attn"])
+    html = views.mapping_html(reports["scrambled"])
     rows = html.split("<tr ")[1:]
     names = [row.split("<code>")[1].split("</code>")[0] for row in rows]
     broken = names.index("transformer.h.0.attn.c_attn.weight")
     assert names[broken + 1] == "transformer.h.1.attn.c_attn.weight"  # block 1's row, still right, follows it
-    assert views.OP_COLOURS["bug"] in rows[broken] and "<s>transpose</s> <b>raw</b>" in rows[broken]
+    assert views.OP_COLOURS["bug"] in rows[broken] and "<s>transpose</s> <b>raw memory</b>" in rows[broken]
     assert views.OP_COLOURS["transpose"] in rows[broken + 1]
     assert "bug ×1</span>" in html
 
 
 def test_layer_plot_has_whole_layers_in_order_for_each_load(reports):
-    report = reports["skip_transpose_square"]
+    report = reports["not_transposed"]
     frame = views.layer_plot(report)
     n = len(report["layer_names"])
     assert views.layer_axis(report) == [str(i) for i in range(n)]  # one label per layer: no 0.5 between
@@ -116,7 +120,7 @@ def test_layer_plot_has_whole_layers_in_order_for_each_load(reports):
         assert list(series["log10_diff"]) == [math.log10(max(d, views.EXACT_MATCH_DRAWN_AT)) for d in diffs]
 
 
-@pytest.mark.parametrize("bug", ["none", "ffn_off_by_one"])
+@pytest.mark.parametrize("bug", ["none", "cannot_hold"])
 def test_layer_plot_keeps_an_empty_broken_series_when_there_is_no_broken_forward(reports, bug):
     frame = views.layer_plot(reports[bug])
     assert list(frame["load"].unique()) == list(views.PLOT_COLOURS)  # the same colours on every run
@@ -131,15 +135,15 @@ def test_top_k_table_compares_ours_with_the_reference(reports):
 
 
 def test_texts_of_a_silent_bug_stand_side_by_side(reports):
-    broken = reports["untied_head"]["broken"]
-    html = views.texts_html(reports["untied_head"])
+    broken = reports["not_loaded"]["broken"]
+    html = views.texts_html(reports["not_loaded"])
     assert html.count("<div class='column ") == 2
     assert views._model_text(broken["text_correct"]) in html and views._model_text(broken["text_broken"]) in html
     assert broken["explanation"] in html
 
 
 def test_texts_of_a_refused_bug_show_the_refusal_and_why_it_is_good_news(reports):
-    html = views.texts_html(reports["skip_transpose_strict"])
+    html = views.texts_html(reports["cannot_hold"])
     assert "refused to load" in html and "Why this is good news" in html
 
 
@@ -149,7 +153,7 @@ def test_texts_without_a_bug_show_the_greedy_text_and_invite_a_bug(reports):
 
 
 def test_model_text_is_escaped_and_end_of_text_runs_are_folded(reports):
-    report = copy.deepcopy(reports["untied_head"])
+    report = copy.deepcopy(reports["not_loaded"])
     report["broken"]["text_broken"] = " <b>bold?</b><|endoftext|><|endoftext|><|endoftext|>"
     html = views.texts_html(report)
     assert "&lt;b&gt;bold?&lt;/b&gt;" in html and "<b>bold?" not in html
@@ -171,11 +175,11 @@ def test_header_of_random_weights_carries_the_offline_banner(reports):
     assert "python -m demo --model ./gpt2-local" in html  # how to get the real weights
 
 
-@pytest.mark.parametrize("bug", list(BUGS))
+@pytest.mark.parametrize("bug", DEMONSTRATIONS)
 def test_bug_description_says_silent_or_loud(bug):
     text = views.bug_description(bug)
-    assert BUGS[bug].summary in text
-    assert ("silent" if BUGS[bug].silent else "refuses") in text
+    assert MISTAKES[bug].summary in text
+    assert ("refuses" if MISTAKES[bug].refused else "silent") in text
 
 
 # --- the tolerance axis --------------------------------------------------------------------------
@@ -208,7 +212,7 @@ def test_tolerance_table_says_what_torch_allclose_says_at_each_tolerance(reports
     report = reports["exact_gelu"]
     with torch.inference_mode():
         idx = torch.tensor([encode(PROMPT)])
-        broken, reference = GPT.from_hf(tiny_reference, "exact_gelu")(idx), tiny_reference(idx).logits
+        broken, reference = load_gpt(tiny_reference, MISTAKES["exact_gelu"])(idx), tiny_reference(idx).logits
     html = views.tolerance_axis_html(report)
     row = html.split("<tr><td>bug exact_gelu</td>")[1].split("</tr>")[0]
     said = re.findall(r"<td class='(same|differs)'>", row)
@@ -220,15 +224,15 @@ def test_tolerance_table_says_what_torch_allclose_says_at_each_tolerance(reports
 
 
 def test_tolerance_axis_of_a_refused_bug_has_no_dot_for_it(reports):
-    html = views.tolerance_axis_html(reports["ffn_off_by_one"])
-    assert "bug ffn_off_by_one" not in dot_positions(html) and "refused: no logits to compare" in html
+    html = views.tolerance_axis_html(reports["cannot_hold"])
+    assert "bug cannot_hold" not in dot_positions(html) and "refused: no logits to compare" in html
 
 
 # --- every tensor, and the broken load's next token ----------------------------------------------
 
-NOT_OK_ROWS = {"none": [], "exact_gelu": [], "untied_head": ["lm_head.weight"],
-               "raw_copy_block0_c_attn": ["transformer.h.0.attn.c_attn.weight"],
-               "skip_transpose_square": ["transformer.h.0–1.attn.c_proj.weight"]}  # tiny: blocks 0 and 1, folded
+NOT_OK_ROWS = {"none": [], "exact_gelu": [], "not_loaded": ["lm_head.weight"],
+               "scrambled": ["transformer.h.0.attn.c_attn.weight"],
+               "not_transposed": ["transformer.h.0–1.attn.c_proj.weight"]}  # tiny: blocks 0 and 1, folded
 
 
 @pytest.mark.parametrize("bug", NOT_OK_ROWS)
@@ -247,7 +251,7 @@ def test_audit_of_a_near_miss_says_the_weights_are_right_and_the_architecture_is
 
 
 def test_audit_of_a_refused_load_says_there_is_nothing_to_check(reports):
-    html = views.mapping_html(reports["skip_transpose_strict"])
+    html = views.mapping_html(reports["cannot_hold"])
     assert "No tensor was loaded, so there is none to check." in html
     assert "<th>broken load" not in html  # no column for tensors that do not exist
 
@@ -264,8 +268,8 @@ def test_broken_top_k_shows_the_three_probabilities_and_greedy_agreement(reports
     assert "The text agrees; the logits do not" in html  # tiny: all 16 greedy tokens agree
 
 
-@pytest.mark.parametrize("bug, says", [("none", "Pick a bug"), ("ffn_off_by_one", "it predicts nothing"),
-                                       ("untied_head", "0 of 16")])
+@pytest.mark.parametrize("bug, says", [("none", "Pick a bug"), ("cannot_hold", "it predicts nothing"),
+                                       ("not_loaded", "0 of 16")])
 def test_broken_top_k_without_a_broken_forward_says_why(reports, bug, says):
     html = views.broken_top_k_html(reports[bug])
     assert says in html and ("The text agrees" not in html)

@@ -6,9 +6,9 @@ import torch
 from huggingface_hub import constants
 from transformers.pytorch_utils import Conv1D
 
-from model.gpt import GPT
-from model.mapping import WeightMismatchError, build_mapping
-from model.reference import ModelLoadError, load_reference, resolve_device
+from model.loading.mapping import WeightMismatchError, load_gpt, named_table
+from model.loading.mistakes import MISTAKES
+from model.loading.reference import ModelLoadError, load_reference, resolve_device
 from tests.checkpoints import (
     GPT2_PARAMETERS,
     missing,
@@ -73,52 +73,52 @@ def test_hub_id_without_network_or_cache_fails_fast_with_what_to_do(monkeypatch,
 
 # --- the mapping table ---------------------------------------------------------------------------
 
-def test_mapping_has_one_row_per_parameter_name_of_ours(tiny_student, tiny_reference):
-    rows = build_mapping(tiny_student, tiny_reference)
-    assert [row.ours for row in rows] == list(tiny_student.state_dict())
+def test_mapping_has_one_row_per_parameter_name_of_ours(tiny_ours, tiny_reference):
+    rows = named_table(tiny_ours, tiny_reference)
+    assert [row.name for row in rows] == list(tiny_ours.state_dict())
     assert {row.reference for row in rows} <= tiny_reference.state_dict().keys()
 
 
-def test_mapping_shapes_are_the_two_tensors_shapes(tiny_student, tiny_reference):
-    ours, theirs = tiny_student.state_dict(), tiny_reference.state_dict()
-    for row in build_mapping(tiny_student, tiny_reference):
-        assert (row.our_shape, row.reference_shape) == (tuple(ours[row.ours].shape), tuple(theirs[row.reference].shape))
+def test_mapping_shapes_are_the_two_tensors_shapes(tiny_ours, tiny_reference):
+    ours, theirs = tiny_ours.state_dict(), tiny_reference.state_dict()
+    for row in named_table(tiny_ours, tiny_reference):
+        assert (row.shape, row.reference_shape) == (tuple(ours[row.name].shape), tuple(theirs[row.reference].shape))
 
 
-def test_mapping_transposes_exactly_the_conv1d_weights_and_ties_lm_head(tiny_student, tiny_reference):
+def test_mapping_transposes_exactly_the_conv1d_weights_and_ties_lm_head(tiny_ours, tiny_reference):
     conv1d = {f"{name}.weight" for name, m in tiny_reference.named_modules() if isinstance(m, Conv1D)}
-    rows = build_mapping(tiny_student, tiny_reference)
-    assert {row.ours for row in rows if row.op == "transpose"} == conv1d
-    tied = [(row.ours, row.reference) for row in rows if row.op == "tied"]
+    rows = named_table(tiny_ours, tiny_reference)
+    assert {row.name for row in rows if row.op == "transpose"} == conv1d
+    tied = [(row.name, row.reference) for row in rows if row.op == "tied"]
     assert tied == [("lm_head.weight", "transformer.wte.weight")]
     assert {row.op for row in rows} == {"copy", "transpose", "tied"}
 
 
-def test_every_loaded_parameter_is_its_reference_tensor_after_the_rows_operation(tiny_student, tiny_reference):
-    ours, theirs = tiny_student.state_dict(), tiny_reference.state_dict()
-    for row in build_mapping(tiny_student, tiny_reference):
+def test_every_loaded_parameter_is_its_reference_tensor_after_the_rows_operation(tiny_ours, tiny_reference):
+    ours, theirs = tiny_ours.state_dict(), tiny_reference.state_dict()
+    for row in named_table(tiny_ours, tiny_reference):
         expected = theirs[row.reference].t() if row.op == "transpose" else theirs[row.reference]
-        assert torch.equal(ours[row.ours], expected), row.ours
+        assert torch.equal(ours[row.name], expected), row.name
 
 
-def test_loading_shares_the_references_memory_instead_of_copying(tiny_student, tiny_reference):
-    ours, theirs = tiny_student.state_dict(), tiny_reference.state_dict()
-    for row in build_mapping(tiny_student, tiny_reference):
-        assert ours[row.ours].data_ptr() == theirs[row.reference].data_ptr(), row.ours
+def test_loading_shares_the_references_memory_instead_of_copying(tiny_ours, tiny_reference):
+    ours, theirs = tiny_ours.state_dict(), tiny_reference.state_dict()
+    for row in named_table(tiny_ours, tiny_reference):
+        assert ours[row.name].data_ptr() == theirs[row.reference].data_ptr(), row.name
 
 
-def test_full_size_parameter_counts_are_gpt2s(gpt2_student, gpt2_reference):
-    assert gpt2_student.num_parameters() == sum(p.numel() for p in gpt2_reference.parameters()) == GPT2_PARAMETERS
+def test_full_size_parameter_counts_are_gpt2s(gpt2_ours, gpt2_reference):
+    assert gpt2_ours.num_parameters() == sum(p.numel() for p in gpt2_reference.parameters()) == GPT2_PARAMETERS
 
 
-def test_full_size_lm_head_is_wte_after_loading(gpt2_student):
-    assert gpt2_student.lm_head.weight is gpt2_student.transformer.wte.weight
+def test_full_size_lm_head_is_wte_after_loading(gpt2_ours):
+    assert gpt2_ours.lm_head.weight is gpt2_ours.transformer.wte.weight
 
 
 def test_a_misfit_is_refused_before_anything_loads_naming_key_and_both_shapes(tiny_reference):
     n_embd = tiny_reference.config.n_embd
     with pytest.raises(WeightMismatchError) as refused:
-        GPT.from_hf(tiny_reference, "ffn_off_by_one")
+        load_gpt(tiny_reference, MISTAKES["cannot_hold"])
     first = refused.value.mismatches[0]
     assert refused.value.keys[0] == "transformer.h.0.mlp.c_fc.weight"
     assert first.startswith("shape mismatch at transformer.h.0.mlp.c_fc.weight")

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from model import products
-from model.products import RowInvariantLinear, use_row_invariant_products
+from model.serving import products
+from model.serving.products import RowInvariantLinear, use_row_invariant_products
 from tests.benchmarks.machine import GB
 from tests.benchmarks.runs import ours
 from tests.benchmarks.timing import quiet_run

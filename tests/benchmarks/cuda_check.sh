@@ -38,22 +38,22 @@ EOF
 echo "== python -m model.verify --device cuda =="
 "$python" -m model.verify --model "$scratch/gpt2" --device cuda 2>&1 | tee "$out/verify.txt"
 echo "exit status: $?"
-"$python" -m model.verify --model "$scratch/gpt2" --device cuda --bug skip_transpose_square --json > "$out/verify-bug.json"
-echo "with --bug skip_transpose_square: exit status $? (0: the bug was caught)"
+"$python" -m model.verify --model "$scratch/gpt2" --device cuda --bug not_transposed --json > "$out/verify-bug.json"
+echo "with --bug not_transposed: exit status $? (0: the mistake was caught)"
 
 echo "== greedy recitation on the GPU, every dtype =="
 "$python" - "$scratch/trained" <<'EOF' | tee "$out/recitation.txt"
 import sys
 
-from model.generate import complete
+from model.loading.reference import load_reference
 from model.sampling import SamplingSettings
-from model.fast import load_student
-from model.reference import load_reference
+from model.serving.text import complete
+from model.serving.writer import load_writer
 from tests.checkpoints import MEMORISED, RECITATION_PROMPTS
 
 reference = load_reference(sys.argv[1], "cuda")
 for dtype in ("float32", "bfloat16", "float16"):
-    model = load_student(reference, dtype)
+    model = load_writer(reference, dtype)
     for prompt, sentence in zip(RECITATION_PROMPTS, MEMORISED):
         text = prompt + complete(model, prompt, SamplingSettings(max_new_tokens=24, temperature=0))
         print(f"{dtype:9} {'OK    ' if text == sentence else 'NOT OK'} {text!r}")

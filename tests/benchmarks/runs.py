@@ -2,6 +2,7 @@
 import torch
 
 from model.sampling import SamplingSettings
+from model.serving.sequence import generate, stream
 from model.tokenizer import encode
 
 TEXT = ("The history of the printing press begins in the fifteenth century, when a goldsmith in Mainz "
@@ -17,12 +18,12 @@ def prompt(length: int) -> list[int]:
 def ours(model, ids, n, use_cache=True):
     """Our model writing n tokens, greedily, never stopping early (so every run writes the same count)."""
     settings = SamplingSettings(max_new_tokens=n, temperature=0, top_k=None, stop_at_eot=False)
-    return lambda: model.generate(ids, settings, use_cache=use_cache)
+    return lambda: generate(model, ids, settings, use_cache=use_cache)
 
 
 def ours_first_token(model, ids):
     settings = SamplingSettings(max_new_tokens=1, temperature=0, top_k=None, stop_at_eot=False)
-    return lambda: [next(iter(model.stream(ids, settings)))]
+    return lambda: [next(iter(stream(model, ids, settings)))]
 
 
 def theirs(reference, ids, n):

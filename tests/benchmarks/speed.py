@@ -29,8 +29,8 @@ from pathlib import Path
 
 import torch
 
-from model.fast import load_student
-from model.reference import load_reference
+from model.serving.writer import load_writer
+from model.loading.reference import load_reference
 from tests.benchmarks.ceiling import (
     ceiling,
     matrix_products_share,
@@ -102,8 +102,8 @@ def measure(model_dir: str, args, argv) -> dict:
 
 
 def bench_dtype(reference, dtype: str, args, device) -> dict:
-    """Every speed figure for one dtype: ours (load_student) vs the reference in the same dtype."""
-    model = load_student(reference, dtype)
+    """Every speed figure for one dtype: ours (load_writer) vs the reference in the same dtype."""
+    model = load_writer(reference, dtype)
     theirs_model = reference if dtype == "float32" else copy.deepcopy(reference).to(getattr(torch, dtype))
     ids = prompt(args.prompt_lengths[0])
     ours(model, ids, 8)(), theirs(theirs_model, ids, 8)()  # warm up both

@@ -12,37 +12,37 @@ from pathlib import Path
 import psutil
 import torch
 
-from model.bugs import BUGS
-from model.fast import load_student
-from model.gpt import GPT
-from model.reference import load_reference
+from model.loading.mapping import load_gpt
+from model.loading.mistakes import DEMONSTRATIONS
+from model.loading.reference import load_reference
+from model.serving.writer import load_writer
 from tests.benchmarks.machine import GB
 
 
 def startup_probe(model_dir: str, device: str, dtype: str) -> dict:
     """What the app does at start-up, timed, with the process's resident memory after each step.
 
-    The app: load the reference, build the float32 verifier (sharing the reference's memory) and the
-    generation model (`load_student` in `dtype`), verify once, then a Verify tab run with every bug.
+    The app: load the reference, build our float32 GPT (sharing the reference's memory) and the
+    writing model (`load_writer` in `dtype`), verify once, then a Verify tab run with every mistake.
     """
     process = psutil.Process()
     rss = lambda: process.memory_info().rss / GB  # noqa: E731
-    from model.verify import verify
+    from model.proof.verify import verify
     out = {"rss_after_imports_gb": rss()}
     start = time.perf_counter()
     reference = load_reference(model_dir, device)
     out["load_reference_s"] = time.perf_counter() - start
     t = time.perf_counter()
-    verifier = GPT.from_hf(reference)
-    student = load_student(reference, dtype)  # the app's writer: held, as the app holds it
+    ours = load_gpt(reference)
+    writer = load_writer(reference, dtype)  # the app's writer: held, as the app holds it
     out["map_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    report = verify(reference, student=verifier)
+    report = verify(reference, ours=ours)
     out["verify_s"] = time.perf_counter() - t
     out["startup_s"] = time.perf_counter() - start
     out["verified"] = report.verified
     out["rss_after_startup_gb"] = rss()
-    out["every_bug_caught"] = all([verify(reference, bug=bug, student=verifier).verified for bug in BUGS])
+    out["every_bug_caught"] = all([verify(reference, mistake=mistake, ours=ours).verified for mistake in DEMONSTRATIONS])
     out["rss_after_every_bug_gb"] = rss()
     t = time.perf_counter()
     try:
@@ -53,7 +53,7 @@ def startup_probe(model_dir: str, device: str, dtype: str) -> dict:
     out["peak_rss_gb"] = _peak_rss_gb()
     if reference.device.type == "cuda":
         out["cuda_allocated_gb"] = torch.cuda.memory_allocated() / GB
-    del student  # held until every figure above was taken
+    del writer  # held until every figure above was taken
     return out
 
 

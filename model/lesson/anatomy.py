@@ -14,7 +14,7 @@ from model.gpt import GPT
 
 @dataclass(frozen=True)
 class ParameterAnatomy:
-    groups: dict[str, int]  # group → parameters, in the order data flows through the model
+    groups: dict[str, int]  # group (a key of GROUPS) → parameters, in the order data flows through the model
     tied: int  # every tensor once (wte and lm_head are one): transformers' num_parameters(), the model card's
     untied: int  # every name of the state dict counted: lm_head again, as a plain sum over a state dict does
     token_embedding: int  # wte, which is also lm_head
@@ -39,18 +39,18 @@ def parameter_anatomy(model: GPT) -> ParameterAnatomy:
     parts = model.transformer
     blocks = list(parts.h)
     groups = {
-        "token embedding (wte = lm_head)": count(parts.wte),
-        "position embedding (wpe)": count(parts.wpe),
+        "token_embedding": count(parts.wte),  # which is lm_head too
+        "position_embedding": count(parts.wpe),
         "attention": sum(count(block.attn) for block in blocks),
-        "MLP": sum(count(block.mlp) for block in blocks),
-        "LayerNorms": sum(count(block.ln_1) + count(block.ln_2) for block in blocks) + count(parts.ln_f),
+        "mlp": sum(count(block.mlp) for block in blocks),
+        "layernorms": sum(count(block.ln_1) + count(block.ln_2) for block in blocks) + count(parts.ln_f),
     }
     return ParameterAnatomy(
         groups=groups,
         tied=model.num_parameters(),
         untied=sum(tensor.numel() for tensor in model.state_dict().values()),
-        token_embedding=groups["token embedding (wte = lm_head)"],
-        position_embedding=groups["position embedding (wpe)"],
+        token_embedding=groups["token_embedding"],
+        position_embedding=groups["position_embedding"],
     )
 
 

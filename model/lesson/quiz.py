@@ -8,7 +8,7 @@ and separators, bounded) and never evaluated.
 import re
 from dataclasses import dataclass
 
-from model.mapping import MappingRow
+from model.loading.mapping import MappingRow
 
 OPS = ("copy", "transpose", "tied")
 MAX_ANSWER_CHARS = 40  # "[2304, 768]" needs 11; room for spaces, never for a paragraph
@@ -17,25 +17,25 @@ MAX_DIMENSIONS = 4
 # [0-9], not \d, which also matches other scripts' digits.
 SHAPE = re.compile(r"[0-9]{1,9}(?:\s*[,x×*]\s*[0-9]{1,9}|\s+[0-9]{1,9})*")
 BRACKETS = {"[": "]", "(": ")"}
-# The tensors asked about, by our parameter name: block 0 stands for every block.
+# The tensors asked about: the role each plays, and our parameter playing it (block 0 stands for every block).
 ASKED = {
-    "transformer.h.0.attn.c_attn.weight": "attention c_attn",
-    "transformer.h.0.attn.c_proj.weight": "attention c_proj",
-    "transformer.h.0.mlp.c_fc.weight": "MLP c_fc",
-    "transformer.h.0.mlp.c_proj.weight": "MLP c_proj",
-    "lm_head.weight": "token embedding / lm_head",
-    "transformer.h.0.ln_1.weight": "a LayerNorm",
+    "c_attn": "transformer.h.0.attn.c_attn.weight",
+    "attn.c_proj": "transformer.h.0.attn.c_proj.weight",
+    "c_fc": "transformer.h.0.mlp.c_fc.weight",
+    "mlp.c_proj": "transformer.h.0.mlp.c_proj.weight",
+    "lm_head": "lm_head.weight",
+    "layernorm": "transformer.h.0.ln_1.weight",
 }
 
 
 @dataclass(frozen=True)
 class Question:
-    kind: str  # what the page calls it: "attention c_attn"
+    role: str  # which tensor is asked about: a key of ASKED
     row: MappingRow  # the correct load of this tensor: the answer
 
     @property
     def square(self) -> bool:
-        return len(self.row.our_shape) == 2 and self.row.our_shape[0] == self.row.our_shape[1]
+        return len(self.row.shape) == 2 and self.row.shape[0] == self.row.shape[1]
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,8 @@ class Grade:
 
 def questions(rows: list[MappingRow]) -> list[Question]:
     """One question per kind of tensor, taken from the correct mapping table of the loaded models."""
-    by_name = {row.ours: row for row in rows}
-    return [Question(kind, by_name[name]) for name, kind in ASKED.items()]
+    by_name = {row.name: row for row in rows}
+    return [Question(role, by_name[name]) for role, name in ASKED.items()]
 
 
 def answer_text(shape: tuple, op: str) -> str:
@@ -96,28 +96,28 @@ def grade(question: Question, shape_text, op) -> Grade:
     """Grade an answer to `question`; a malformed one raises ValueError saying what to type."""
     shape, op = parse_shape(shape_text), parse_op(op)
     row = question.row
-    return Grade(shape=shape, op=op, shape_right=shape == row.our_shape, op_right=op == row.op,
+    return Grade(shape=shape, op=op, shape_right=shape == row.shape, op_right=op == row.op,
                  reason=reason(question), hint=_hint(question, shape, op))
 
 
 def reason(question: Question) -> str:
     """Why our tensor has this shape and loads this way, in the loaded model's own numbers."""
     row = question.row
-    ours, theirs = list(row.our_shape), list(row.reference_shape)
+    ours, theirs = list(row.shape), list(row.reference_shape)
     if row.op == "tied":
-        vocab, width = row.our_shape
+        vocab, width = row.shape
         return (f"lm_head is nn.Linear({width}, {vocab}): stored (out, in) = {ours}, exactly the layout of the "
                 f"token embedding wte, [vocab, n_embd] = {theirs}. GPT-2 ties them: one tensor under two names, so "
                 f"the load neither copies nor transposes, it ties.")
     if row.op == "copy":
         return (f"A LayerNorm holds one number per feature: {ours}. A vector has nothing to transpose: it is "
                 f"copied as it is.")
-    out, width = row.our_shape
+    out, width = row.shape
     sentences = [f"nn.Linear stores its weight (out, in) = {ours}; transformers' Conv1D stores the same matrix "
                  f"(in, out) = {theirs}, so the load transposes it with .t()."]
-    if question.kind == "attention c_attn":
+    if question.role == "c_attn":
         sentences.append(f"{out} = 3 × {width}: query, key and value come out of one projection.")
-    if question.kind == "MLP c_fc":
+    if question.role == "c_fc":
         sentences.append(f"{out} = 4 × {width}: GPT-2's MLP is four times as wide as the residual stream."
                          if out == 4 * width else f"{out} is this model's n_inner, the MLP's width.")
     if question.square:
@@ -132,11 +132,11 @@ def _hint(question: Question, shape: tuple, op: str) -> str | None:
     row = question.row
     if question.square and op == "copy":
         return "You met the trap: the shape fits either way round, and that is exactly why a copy is wrong unnoticed."
-    if shape != row.our_shape and shape == row.reference_shape and row.op == "transpose":
+    if shape != row.shape and shape == row.reference_shape and row.op == "transpose":
         return "That is the reference's shape, Conv1D's (in, out); ours is nn.Linear's (out, in)."
     if row.op == "transpose" and op == "copy":
         return (f"A copy needs both shapes equal: the shape check would refuse to copy {list(row.reference_shape)} "
-                f"into {list(row.our_shape)}.")
+                f"into {list(row.shape)}.")
     if row.op == "tied" and op == "copy":
         return "A copy would make two tensors that drift apart in training; GPT-2 has one."
     return None

@@ -9,7 +9,7 @@ reading one. Each new token goes to its request at once. A request that stops (i
 <|endoftext|>, Stop, a client gone) leaves at the next step and its cache is freed.
 
 Every row is computed exactly as it would be alone: the model's products give each row the same
-bits whatever the other rows hold (model/products.py), attention reads each row's own cache, and
+bits whatever the other rows hold (model/serving/products.py), attention reads each row's own cache, and
 each request samples with its own seeded generator. `check_row_invariance` confirms it on the
 machine the app runs on.
 """
@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from model.gpt import GPT, KVCache, Sequence
+from model.gpt import GPT, KVCache
 from model.sampling import SamplingSettings
+from model.serving.sequence import Sequence
 
 _DONE = object()  # the end of a request's tokens
 
@@ -119,10 +120,6 @@ class Engine:
     @property
     def active_rows(self) -> int:
         return len(self._rows)
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiting)
 
     def wait_until_idle(self, timeout: float) -> bool:
         """Block until no request is writing or waiting (True), or `timeout` seconds have passed (False).
@@ -238,7 +235,6 @@ class Engine:
 @dataclass(frozen=True)
 class RowInvariance:
     holds: bool  # every row's logits came out bit-identical alone and among others
-    batch_sizes: tuple[int, ...]  # the batches a probe row was run in
     max_abs_diff: float  # the largest difference found (0.0 when it holds)
 
 
@@ -274,4 +270,4 @@ def check_row_invariance(model: GPT, batch_sizes: tuple[int, ...] = (2, 5, 32), 
         among = run(prompts, next_tokens)
         for mine, theirs in zip(alone, among):
             max_diff = max(max_diff, (mine[0].float() - theirs[where].float()).abs().max().item())
-    return RowInvariance(holds=max_diff == 0.0, batch_sizes=tuple(batch_sizes), max_abs_diff=max_diff)
+    return RowInvariance(holds=max_diff == 0.0, max_abs_diff=max_diff)

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from model.gpt import GPT, GPTConfig
 from model.tokenizer import encode
-from model.verify import TOLERANCE
+from model.proof.tolerance import TOLERANCE
 
 # The fixed paragraph every model is scored on: plain English, written for this lesson, so no model has
 # seen it word for word.

@@ -1,6 +1,6 @@
 """The writing model's matrix products: a row gets the same bits alone or among other rows.
 
-The classroom engine (model/engine.py) multiplies every student's row by each weight matrix at
+The classroom engine (model/serving/engine.py) multiplies every student's row by each weight matrix at
 once. A BLAS picks its kernel by the number of rows: a single row goes through a matrix-vector
 kernel, several through a matrix-matrix kernel, and the two add the same products up in different
 orders. So the last bits of a student's logits, and now and then a sampled token, would depend on
@@ -10,7 +10,7 @@ oneDNN's matrix product (the library behind PyTorch's CPU convolutions) adds up 
 way for any number of rows from two up, whatever the other rows hold; a lone row is padded with a
 row of zeros to take that same path. Each weight is packed once into oneDNN's own blocked layout,
 so no call has to rearrange it again.
-`model.engine.check_row_invariance` confirms the property on the machine the app runs on.
+`model.serving.engine.check_row_invariance` confirms the property on the machine the app runs on.
 """
 import torch
 import torch.nn as nn

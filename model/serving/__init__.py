@@ -1,0 +1,1 @@
+"""Writing text with our GPT: one generation, the whole class in one loop, the model laid out for speed."""

@@ -1,0 +1,51 @@
+"""The model that writes: our correctly loaded GPT, laid out for the speed of writing a token.
+
+Verification always checks the float32 model that shares the reference's memory; this file only
+changes how the same weights are stored and multiplied, never what they are.
+"""
+import torch
+from transformers import GPT2LMHeadModel
+
+from model.gpt import GPT
+from model.loading.mapping import load_gpt
+from model.serving import products
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def check_dtype(dtype: str, device: torch.device):
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if DTYPES[dtype] == torch.float16 and device.type == "cpu":
+        raise ValueError("float16 is for GPUs; on the CPU use --dtype bfloat16")
+
+
+def in_dtype(model: GPT, dtype: str) -> GPT:
+    """`model` (in place) with every parameter a copy in `dtype`, in nn.Linear's own (out, in) layout, not
+    GPT-2's (in, out): oneDNN's half-precision matrix-vector product reads that layout faster on a CPU.
+    The tied matrix stays one parameter."""
+    for param in model.parameters():
+        param.data = param.data.to(DTYPES[dtype], memory_format=torch.contiguous_format)
+    return model
+
+
+def load_writer(reference: GPT2LMHeadModel, dtype: str = "float32") -> GPT:
+    """Our correctly loaded GPT that writes, laid out for writing many rows at once.
+
+    float32 on the CPU computes its products with oneDNN, which gives a row the same bits alone or
+    among others (model/serving/products.py): the classroom engine relies on it. That packs a copy of
+    each matrix; elsewhere float32 shares the reference's memory. bfloat16 and float16 are a copy,
+    which halves the bytes read per token. On CUDA it turns cuDNN's attention off for the whole process.
+    """
+    device = reference.device
+    check_dtype(dtype, device)
+    if device.type == "cuda":
+        # In half precision SDPA would pick cuDNN's attention, which builds a plan for each new sequence
+        # length, and writing reaches a new length every token (tests/benchmarks/cuda_check.sh measures it).
+        torch.backends.cuda.enable_cudnn_sdp(False)
+    model = load_gpt(reference)
+    if dtype != "float32":
+        return in_dtype(model, dtype)
+    if device.type == "cpu" and products.available():
+        return products.use_row_invariant_products(model)
+    return model
