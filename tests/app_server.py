@@ -47,6 +47,12 @@ def serving(app: gr.Blocks) -> Iterator[str]:
         app.close()
 
 
+def app_state(folder):
+    """The app's shared state (demo.state.DemoState) on the checkpoint in `folder`, on the CPU."""
+    from demo.state import load_state
+    return load_state(str(folder), device="cpu")
+
+
 def served(state) -> Iterator[str]:
     """The app of `state` (demo.state.DemoState), built and served: its local URL while the block runs."""
     from demo.app import build_app

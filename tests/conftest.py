@@ -90,31 +90,26 @@ def trained_ours(trained_reference):
 @pytest.fixture(scope="session")
 def tiny_state(tiny_dir):
     """On the tiny checkpoint: its tokens vary, so a seed visibly decides the text."""
+    from tests.app_server import app_state
     return app_state(tiny_dir)
 
 
 @pytest.fixture(scope="session")
 def tiny_app_url(tiny_state):
-    yield from app_url(tiny_state)
+    from tests.app_server import served
+    with served(tiny_state) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def trained_state(trained_dir):
     """On the checkpoint that recites tests.checkpoints.MEMORISED: real sentences for the screenshots."""
+    from tests.app_server import app_state
     return app_state(trained_dir)
 
 
 @pytest.fixture(scope="session")
 def trained_app_url(trained_state):
-    yield from app_url(trained_state)
-
-
-def app_state(folder):
-    from demo.state import load_state
-    return load_state(str(folder), device="cpu")
-
-
-def app_url(state):
     from tests.app_server import served
-    with served(state) as url:
+    with served(trained_state) as url:
         yield url

@@ -253,7 +253,7 @@ def phone(browser, trained_app_url):
 
 def tab_to(page, target, most: int = 150):
     """Press Tab until `target` has the focus: the way a keyboard-only user reaches it."""
-    target.wait_for(trained_state="attached")
+    target.wait_for(state="attached")
     for _ in range(most):
         if target.evaluate("element => element === document.activeElement"):
             return
@@ -265,7 +265,7 @@ def open_tab(page, name: str):
     """Select a tab with the keyboard; where the tab bar is too narrow for it, through its "More tabs" menu."""
     tab = page.get_by_role("tab", name=name, exact=True)
     in_menu = page.get_by_role("button", name=name, exact=True, include_hidden=True)
-    tab.or_(in_menu).first.wait_for(trained_state="attached")  # a tab's bar is drawn when its parent tab first opens
+    tab.or_(in_menu).first.wait_for(state="attached")  # a tab's bar is drawn when its parent tab first opens
     if not (tab.count() and tab.is_visible()):
         tab_to(page, page.get_by_role("button", name="More tabs").filter(visible=True))
         page.keyboard.press("Enter")

@@ -15,6 +15,7 @@ from gradio_client import Client
 
 from demo.__main__ import main as demo_main
 from demo.app import generations_at_once
+from demo.state import load_state
 from model.sampling import SamplingSettings
 from model.serving.sequence import stream
 from model.serving.text import prepare_prompt, stream_text

@@ -14,7 +14,7 @@ from demo.app import build_app, generations_at_once
 from model.proof.verify import verify
 from model.sampling import SamplingSettings
 from model.serving.text import complete
-from tests.app_server import WatchedModel, serving, wait_until, watched_model
+from tests.app_server import WatchedModel, app_state, served, serving, wait_until, watched_model
 from tests.classroom import PROMPT, TEMPERATURE, TOP_K, TOP_P, classroom
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -25,17 +25,24 @@ SECONDS = 90  # the longest any one request may take before the test fails (the 
 
 
 @pytest.fixture(scope="module")
-def load(tiny_app_url):
-    load = classroom(tiny_app_url, STUDENTS, VERIFICATIONS, MAX_NEW_TOKENS, SECONDS)
+def state(tiny_dir):
+    """An app of this module's own: its reports are made with this module's one torch thread, as the lone runs."""
+    return app_state(tiny_dir)
+
+
+@pytest.fixture(scope="module")
+def load(state):
+    with served(state) as url:
+        load = classroom(url, STUDENTS, VERIFICATIONS, MAX_NEW_TOKENS, SECONDS)
     print("\nclassroom load, tiny model:", json.dumps(load.summary(), indent=1))  # shown with pytest -s
     return load
 
 
-def alone(tiny_state, seed: int, max_new_tokens: int = MAX_NEW_TOKENS) -> str:
+def alone(state, seed: int, max_new_tokens: int = MAX_NEW_TOKENS) -> str:
     """What the model writes for `seed` with the classroom's settings, called directly, with nobody else."""
     settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=TEMPERATURE, top_k=TOP_K, top_p=TOP_P,
                                 seed=seed)
-    return complete(tiny_state.writer, PROMPT, settings)
+    return complete(state.writer, PROMPT, settings)
 
 
 def test_every_request_of_the_class_is_answered(load):
@@ -43,8 +50,8 @@ def test_every_request_of_the_class_is_answered(load):
     assert len(load.students) == STUDENTS and len(load.verifications) == VERIFICATIONS
 
 
-def test_every_text_is_the_one_its_seed_writes_alone(load, tiny_state):
-    assert [v.answers[-1] for v in load.students] == [alone(tiny_state, v.seed) for v in load.students]
+def test_every_text_is_the_one_its_seed_writes_alone(load, state):
+    assert [v.answers[-1] for v in load.students] == [alone(state, v.seed) for v in load.students]
 
 
 def test_every_text_streamed_in_growing_pieces(load):
@@ -53,10 +60,10 @@ def test_every_text_streamed_in_growing_pieces(load):
     assert sum(len(v.answers) > 1 for v in load.students) >= STUDENTS * 0.9  # (a text may end at once)
 
 
-def test_every_verification_is_the_report_a_lone_run_gives(load, tiny_state):
+def test_every_verification_is_the_report_a_lone_run_gives(load, state):
     for visit in load.verifications:
         bug = visit.answers[-1]["broken"] and visit.answers[-1]["broken"]["bug"]
-        lone = verify(tiny_state.reference, PROMPT, bug or None, ours=tiny_state.ours).to_dict()
+        lone = verify(state.reference, PROMPT, bug or None, ours=state.ours).to_dict()
         assert visit.answers[-1] == json.loads(json.dumps(lone))
 
 
@@ -65,10 +72,10 @@ def test_every_verification_is_the_report_a_lone_run_gives(load, tiny_state):
 QUEUE_SIZE = 2
 
 
-def test_a_full_queue_turns_the_next_request_away_at_once_saying_busy(tiny_state, monkeypatch):
-    slots = generations_at_once(tiny_state)
+def test_a_full_queue_turns_the_next_request_away_at_once_saying_busy(state, monkeypatch):
+    slots = generations_at_once(state)
     args = [PROMPT, MAX_NEW_TOKENS, TEMPERATURE, TOP_K, TOP_P]
-    with watched_model(monkeypatch) as watched, serving(build_app(tiny_state, queue_size=QUEUE_SIZE)) as url:
+    with watched_model(monkeypatch) as watched, serving(build_app(state, queue_size=QUEUE_SIZE)) as url:
         watched.gate.clear()  # every generation waits before its first piece: the slots stay taken
         def client():  # a student's own session, as a browser tab has (one client's jobs share its connections)
             return Client(url, analytics_enabled=False, verbose=False)
@@ -89,4 +96,4 @@ def test_a_full_queue_turns_the_next_request_away_at_once_saying_busy(tiny_state
     assert refused_after < WatchedModel.GATE_SECONDS / 2, f"the busy answer took {refused_after:.1f} s"
     assert (posted.status_code, posted.json()) == (
         503, {"detail": f"Queue is full. Max size is {QUEUE_SIZE} and size is {QUEUE_SIZE}."})
-    assert texts == [alone(tiny_state, seed) for seed in range(slots + QUEUE_SIZE)]  # those admitted are served
+    assert texts == [alone(state, seed) for seed in range(slots + QUEUE_SIZE)]  # those admitted are served
