@@ -15,6 +15,10 @@ from model.tokenizer import EOT_TOKEN, encode
 TINY = dict(n_layer=2, n_head=2, n_embd=32, n_positions=64)
 GPT2_SMALL = dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024)  # gpt2's shape
 # Shapes and settings no GPT-2 on the hub has, so a value hard-coded anywhere shows up.
+# The student check's zoo: GPT-2's proportions, small, with weights of GPT-2's scale (initializer_range 0.1) so
+# that exact GELU, a LayerNorm's epsilon and the causal mask each move the numbers past the tolerance.
+ZOO = dict(n_layer=2, n_head=4, n_embd=64, n_positions=64)
+ZOO_INIT = 0.1
 ODD = dict(n_positions=48, n_layer=3, n_head=4, n_embd=64, n_inner=80, layer_norm_epsilon=1e-2)
 # OpenAI's gpt2 counted three ways, the totals people quote for the same model:
 GPT2_PARAMETERS = 124_439_808  # every tensor once: transformers' num_parameters() ("124M" on the model card)

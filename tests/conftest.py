@@ -19,10 +19,21 @@ from tests.checkpoints import (  # noqa: E402
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: serves the app, drives a browser or starts a command (skip: -m 'not slow')")
+    config.addinivalue_line("markers", "slow: serves the app, drives a browser, starts a command, or runs gpt2's full "
+                                       "size (leave out: -m 'not slow')")
     # Gradio 6.31's queue calls pandas options that pandas 3 deprecates: noise about a dependency, hundreds of times.
     config.addinivalue_line("filterwarnings", "ignore:.*(copy keyword|no_silent_downcasting).*:Warning:gradio.queueing")
 
+
+
+FULL_SIZE = {"gpt2_dir", "gpt2_reference", "gpt2_ours"}
+
+
+def pytest_collection_modifyitems(items):
+    """A test on gpt2's full size (124M parameters) is slow: the fast subset (-m "not slow") leaves it out."""
+    for item in items:
+        if FULL_SIZE & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="module")

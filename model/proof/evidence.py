@@ -61,6 +61,7 @@ class Proof:
     # with each component fed the reference's input, with each block fed it, and on its own.
     reference_run: Run
     runs: dict[str, Run]
+    last_position_only: bool = False  # the forward returns the last position's logits alone (nanoGPT's does)
 
     @property
     def layers_allclose(self) -> bool:
@@ -88,13 +89,7 @@ def prove(model: nn.Module, reference: nn.Module, mapping: list[MappingRow], ids
     # Every component, fed the reference's own input: the same output, whatever came before it.
     reference_run = record_reference(reference, idx)
     paths = component_modules(model, correct if correct is not None else mapping)  # where each should be
-    modules = {name: model.get_submodule(path) for name, path in paths.items()}
-    blocks = {name for name in modules if is_block(name)}
-    runs = {
-        "components": record(model, modules, idx, reference_run, feeding=set(modules) - blocks),
-        "blocks": record(model, modules, idx, reference_run, feeding=blocks),
-        "alone": record(model, modules, idx),
-    }
+    runs = component_runs(model, paths, reference_run, idx)
     components = [_component_check(name, paths.get(name), runs, reference_run)
                   for name in component_names(reference.config.n_layer)]
 
@@ -107,8 +102,8 @@ def prove(model: nn.Module, reference: nn.Module, mapping: list[MappingRow], ids
     layers_close = [name in alone.outputs and close(alone.outputs[name], reference_run.outputs[name])
                     for name in streams]
 
-    # The logits, at every position of the prompt.
-    logits, reference_logits = alone.logits, reference_run.logits
+    # The logits, at every position of the prompt (at the last, where that is all the forward returns).
+    logits, reference_logits = alone.logits, compared_logits(alone.logits, reference_run.logits)
     diff = (logits - reference_logits).abs() if logits.shape == reference_logits.shape else None
 
     return Proof(
@@ -121,7 +116,27 @@ def prove(model: nn.Module, reference: nn.Module, mapping: list[MappingRow], ids
         atol_needed=atol_needed(logits, reference_logits) if diff is not None else float("inf"),
         # The greedy tokens the model wrote, against the reference's.
         greedy_tokens=tokens, greedy_tokens_agree=agreement(tokens, reference_tokens), logits=logits,
-        reference_run=reference_run, runs=runs)
+        reference_run=reference_run, runs=runs, last_position_only=reference_logits.shape != reference_run.logits.shape)
+
+
+PASSES = ("components", "blocks", "alone")
+
+
+def component_runs(model: nn.Module, paths: dict[str, str], reference_run: Run, idx: torch.Tensor,
+                   only: str | None = None) -> dict[str, Run]:
+    """The model's three passes: each component fed the reference's input, each block fed it, and on its own
+    (or the one pass `only` names). paths: each component's module in the model (components.component_modules)."""
+    modules = {name: model.get_submodule(path) for name, path in paths.items()}
+    blocks = {name for name in modules if is_block(name)}
+    feeding = {"components": set(modules) - blocks, "blocks": blocks, "alone": set()}
+    return {run: record(model, modules, idx, reference_run, feeding[run]) for run in PASSES if only in (None, run)}
+
+
+def compared_logits(logits: torch.Tensor, reference_logits: torch.Tensor) -> torch.Tensor:
+    """The reference's logits a model's are compared with: every position, or the last where that is all it gave."""
+    if logits.dim() == 3 and logits.size(1) == 1 < reference_logits.size(1):
+        return reference_logits[:, -1:]
+    return reference_logits
 
 
 def _component_check(name: str, module: str | None, runs: dict[str, Run], reference_run: Run) -> ComponentCheck:

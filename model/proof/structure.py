@@ -20,8 +20,9 @@ from torch import nn
 from model.loading.mapping import MappingRow, conv1d_weights
 
 
-class CannotCheck(Exception):
-    """The student's model or file cannot be checked at all; the message says what to do."""
+class CannotCheck(ValueError):
+    """The student's model or file cannot be checked at all; the message says what to do (the command lines
+    answer it as every bad input: one `error:` line, exit status 2)."""
 
 
 @dataclass

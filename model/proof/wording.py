@@ -81,7 +81,7 @@ def where_it_diverges(report: dict, emphasis=str) -> str:
 
 # --- one name for a parameter of many blocks ------------------------------------------------------
 
-LAYER_INDEX = re.compile(r"\.(\d+)\.")
+LAYER_INDEX = re.compile(r"\.(\d+)(\.|$)")
 
 
 def block_pattern(name: str) -> tuple[str, int | None]:
@@ -91,7 +91,7 @@ def block_pattern(name: str) -> tuple[str, int | None]:
     match = LAYER_INDEX.search(name)
     if match is None:
         return name, None
-    return name[:match.start()] + ".{}." + name[match.end():], int(match[1])
+    return name[:match.start()] + ".{}" + match[2] + name[match.end():], int(match[1])
 
 
 def folded_name(pattern: str, blocks: list[int | None]) -> str:
