@@ -4,15 +4,21 @@
 --json`; the page's tabs call the same methods. Every input is checked here, and a bad one comes back
 as an error on the page that names the field, never as a traceback in the server's log.
 """
+import math
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import gradio as gr
 
+from demo.board import ClassBoard
+from demo.gpu import on_gpu
 from demo.state import DemoState
+from demo.teacher import address_of
 from model.loading.mistakes import DEMONSTRATIONS
+from model.proof.board import Judge
 from model.proof.verify import DEFAULT_PROMPT
 from model.sampling import SamplingSettings
 from model.serving.text import Prompt, prepare_prompt, stream_text
@@ -33,11 +39,17 @@ STREAM_SECONDS = 0.1
 UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+BOARD_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")  # a submitting client's id: a uuid's hex, or the like
+
+
 class DemoApi:
-    """The app's two endpoints; every request reads the same model and brings its own seed."""
+    """The app's endpoints; every request reads the same model and brings its own seed."""
 
     def __init__(self, state: DemoState):
         self.state = state
+        self.board = ClassBoard()
+        self._judge: Judge | None = None
+        self._judge_made = threading.Lock()
 
     def generate(self, prompt: str, max_new_tokens: int = 64, temperature: float = 0.8, top_k: int = 50,
                  top_p: float = 1.0, seed: int = 0) -> Iterator[str]:
@@ -96,6 +108,43 @@ class DemoApi:
         if verified.notice:
             gr.Warning(verified.notice)
         return report
+
+
+    # --- the class board ----------------------------------------------------------------------------------
+
+    def judge(self) -> Judge:
+        """The board's judge, made at its first use (the catalogue's logits on the board's prompt, once)."""
+        with self._judge_made:
+            if self._judge is None:
+                self._judge = on_gpu(Judge)(self.state.reference)
+            return self._judge
+
+    def board_question(self) -> dict:
+        """What a submission answers: the prompt's tokens, the vocabulary entries to send, the weights' fingerprint."""
+        return self.judge().question.to_dict()
+
+    def submit_logits(self, client: str, logits: list, weights: float | None = None,
+                      request: gr.Request = None) -> dict:
+        """Judge a student's logits on the board question and count the verdict for `client` (its latest counts).
+
+        client: the student's id on the board (model.check keeps one per machine); logits: at every position of
+        the question's prompt, its token_ids' logits; weights: the fingerprint of the weights they used.
+        """
+        if not isinstance(client, str) or not BOARD_ID.fullmatch(client):
+            raise user_error("client must be an id of 8 to 64 letters, digits, - or _ (a uuid's hex will do)")
+        if weights is not None and (isinstance(weights, bool) or not isinstance(weights, (int, float))
+                                    or not math.isfinite(weights)):
+            raise user_error(f"weights must be the fingerprint number the check computes, got {weights!r}")
+        with shown_to_user():
+            verdict = self.judge().judge(logits, weights)
+        refused = self.board.record(client, verdict, address_of(request))
+        if refused is not None:
+            raise user_error(f"not counted: {refused}")
+        return verdict.to_dict()
+
+    def class_board(self) -> dict:
+        """The board's counts: {"total", "verified", "near_miss": {id: n}, "wrong": {id: n}, "other_weights"}."""
+        return self.board.counts()
 
 
 def user_error(message: str) -> gr.Error:

@@ -8,11 +8,14 @@ import functools
 
 import gradio as gr
 
-from demo import lesson_views
+from demo import lesson_views, live
 from demo.api import DemoApi, user_error
+from demo.board_tab import class_board
 from demo.diagram import diagram_html
 from demo.gpu import on_gpu
 from demo.tally import NEW_PAGE, AnswerTally
+from demo.teacher import address_of
+from demo.teacher_panel import TeacherControls
 from demo.views import bug_description
 from model.lesson import quiz
 from model.lesson.anatomy import parameter_anatomy
@@ -21,13 +24,12 @@ from model.lesson.plan import load_plan
 from model.loading.mapping import named_table
 from model.loading.mistakes import DEMONSTRATIONS, MISTAKES
 
-TALLY_SECONDS = 5  # how often a page that asks for it (the projector's) reloads the tally: one small request
 
 
-def lesson_tabs(api: DemoApi):
-    """The four sub-tabs, each built from the loaded models."""
+def lesson_tabs(api: DemoApi, teacher: TeacherControls, app: gr.Blocks):
+    """The lesson's sub-tabs, each built from the loaded models, and the class board."""
     with gr.Tab("Predict the shape"):
-        predict_the_shape(api)
+        predict_the_shape(api, teacher)
     with gr.Tab("The mapping"):
         the_mapping(api)
     with gr.Tab("Parameters"):
@@ -35,14 +37,25 @@ def lesson_tabs(api: DemoApi):
         gr.HTML(lesson_views.anatomy_html(anatomy, api.state.model_name), elem_classes="lesson", elem_id="anatomy")
     with gr.Tab("Weights = knowledge"):
         weights_are_the_knowledge(api)
+    with gr.Tab("Class board"):
+        class_board(api, teacher, app)
 
 
-def predict_the_shape(api: DemoApi):
+def predict_the_shape(api: DemoApi, teacher: TeacherControls):
     """The quiz: a tensor of the reference, the student's shape and operation, graded; the class's tally."""
     asked = quiz.questions(named_table(api.state.ours, api.state.reference))
     questions = {lesson_views.QUESTION_LABELS[question.role]: question for question in asked}  # by the page's label
     tally = AnswerTally({label: quiz.answer_text(q.row.shape, q.row.op) for label, q in questions.items()})
     first = next(iter(questions))
+
+    def question_of(name) -> quiz.Question:
+        if name not in questions:
+            raise user_error(f"pick one of the tensors: {', '.join(questions)}")
+        return questions[name]
+
+    def count(name):
+        return lesson_views.tally_html(question_of(name), tally.counts(name))
+
     gr.Markdown("Predict before you look: for each kind of tensor, the reference's name and shape are given. "
                 "Type the shape our GPT stores it in, and pick what the load does. The class's answers are "
                 "counted, with no names: each open page's first answer to each tensor.")
@@ -56,48 +69,34 @@ def predict_the_shape(api: DemoApi):
     feedback = gr.HTML(elem_classes="lesson", elem_id="quiz-feedback")
     gr.Markdown("### The class's answers")
     counted = gr.HTML(lesson_views.tally_html(questions[first], {}), elem_classes="lesson", elem_id="quiz-tally")
-    with gr.Row():
-        refresh = gr.Button("Refresh the count", size="sm", min_width=140)
-        live = gr.Checkbox(False, label=f"refresh every {TALLY_SECONDS} s (for the projector)", min_width=200)
-    with gr.Accordion("For the teacher", open=False):
-        gr.Markdown("Anyone with the page can start the count again: there are no logins in class.")
-        reset = gr.Button("Start the count again", variant="stop", size="sm")
-    timer = gr.Timer(TALLY_SECONDS, active=False)
+    live.refreshed(counted, count, kind, "count")
+    with teacher.group():
+        reset = gr.Button("Start the count again (for the teacher)", variant="stop", size="sm", elem_id="quiz-reset")
     answered = gr.State(NEW_PAGE)  # which tensors this page has been counted on
-
-    def question_of(name) -> quiz.Question:
-        if name not in questions:
-            raise user_error(f"pick one of the tensors: {', '.join(questions)}")
-        return questions[name]
 
     def show(name):
         question = question_of(name)
         return lesson_views.question_html(question), "", None, "", lesson_views.tally_html(question, tally.counts(name))
 
-    def grade(name, text, operation, page):
+    def grade(name, text, operation, page, request: gr.Request):
         question = question_of(name)
         try:
             result = quiz.grade(question, text, operation)
         except ValueError as error:
             return lesson_views.refusal_html(str(error)), gr.skip(), page
-        page = tally.add_first(page, name, result.answer)
+        page = tally.add_first(page, name, result.answer, address_of(request))
         return lesson_views.grade_html(result), lesson_views.tally_html(question, tally.counts(name)), page
 
-    def count(name):
-        return lesson_views.tally_html(question_of(name), tally.counts(name))
-
-    def start_again(name):
+    def start_again(name, key):
+        teacher.check(key)
         tally.reset()
         return count(name)
 
     quick = dict(api_visibility="private", queue=False)  # a lookup or a count: no slot to wait for
     kind.change(show, kind, [question_shown, shape, op, feedback, counted], **quick)
-    for submitted in (check.click, shape.submit):
-        submitted(grade, [kind, shape, op, answered], [feedback, counted, answered], **quick)
-    refresh.click(count, kind, counted, **quick)
-    timer.tick(count, kind, counted, show_progress="hidden", **quick)
-    live.change(lambda on: gr.Timer(active=on), live, timer, **quick)
-    reset.click(start_again, kind, counted, **quick)
+    check.click(grade, [kind, shape, op, answered], [feedback, counted, answered], api_name="answer_quiz", **quick)
+    shape.submit(grade, [kind, shape, op, answered], [feedback, counted, answered], **quick)
+    reset.click(start_again, [kind, teacher.session], counted, api_name="reset_tally", **quick)
 
 
 def the_mapping(api: DemoApi):

@@ -140,3 +140,46 @@ def _what_it_means(losses: dict, random_weights_loaded: bool) -> str:
 
 def _mark(ok: bool) -> str:
     return f"<b class='{'pass' if ok else 'fail'}'>{'✓' if ok else '✗'}</b>"
+
+
+# --- the class board -----------------------------------------------------------------------------
+
+def board_html(counts: dict, summaries: dict[str, str]) -> str:
+    """The class board for the projector: how many match GPT-2, then each mistake that holds the others back.
+
+    counts: ClassBoard.counts(); summaries: each mistake's sentence, by id."""
+    total = counts["total"]
+    if not total:
+        return "<div class='board'><p class='muted'>No GPT submitted yet: the board fills as students submit.</p></div>"
+    judged = total - counts["other_weights"]
+    rows = [("pass", f"<b>{counts['verified']}</b>", "match GPT-2: verified")]
+    rows += [("near", f"<b>{n}</b>", f"near miss: <code>{escape(mistake)}</code> — {escape(summaries.get(mistake, ''))}")
+             for mistake, n in counts["near_miss"].items()]
+    rows += [("fail", f"<b>{n}</b>", f"<code>{escape(mistake)}</code> — {escape(summaries.get(mistake, ''))}")
+             for mistake, n in counts["wrong"].items()]
+    if counts["other_weights"]:
+        rows.append(("muted", f"<b>{counts['other_weights']}</b>", "computed with other weights than this app's: "
+                                                                   "counted apart, not judged"))
+    lines = "".join(f"<div class='board-row {css}'><span class='board-count'>{count}</span>"
+                    f"<span class='board-what'>{what}</span></div>" for css, count, what in rows)
+    return (f"<div class='board'><p class='board-headline'><b>{counts['verified']} of {judged}</b> match GPT-2"
+            f"{f' ({total} submitted)' if judged != total else ''}</p>{lines}</div>")
+
+
+def board_snippet(url: str) -> str:
+    """What a notebook with only gradio_client runs to submit its GPT to the board at `url`."""
+    return f'''# Your GPT `model`, with GPT-2's weights in it, and `gpt_hf`, the GPT2LMHeadModel you loaded them from.
+import uuid
+import torch
+from gradio_client import Client
+
+board = Client("{url}")
+question = board.predict(api_name="/board_question")
+model.eval()
+with torch.no_grad():
+    out = model(torch.tensor([question["prompt_tokens"]]))  # nanoGPT: model(idx, targets=idx), for every position
+logits = out[0] if isinstance(out, tuple) else getattr(out, "logits", out)
+logits = logits[0][:, question["token_ids"]].tolist()  # every position, the entries the board asks for
+weights = float(gpt_hf.transformer.wte.weight[:64, :64].double().sum())  # which weights you used
+me = globals().setdefault("board_id", uuid.uuid4().hex)  # the same id each time: your latest submission counts
+print(board.predict(me, logits, weights, api_name="/submit_logits")["message"])'''

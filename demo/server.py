@@ -7,31 +7,45 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from demo.api import MAX_REQUEST_BYTES
+from demo.teacher import TEACHER_KEY_VARIABLE, TeacherKey
 from model.serving.engine import Engine
 
 CSS = (Path(__file__).parent / "style.css").read_text()
 
 
 def launch(app: gr.Blocks, engine: Engine | None = None, **options):
-    """Start serving `app` with its look (Gradio 6 takes the theme and the css at launch), every request's
-    body bounded.
+    """Start serving `app` (from build_app) with its look (Gradio 6 takes the theme and the css at launch),
+    every request's body bounded; then tell the teacher's terminal how to open the teacher's controls, and
+    serve until Ctrl-C. With prevent_thread_lock=True it returns at once instead, the server running.
 
     engine: an engine whose loop is not running yet (Engine(thread=False)): it runs here, in the calling
-    thread, once the server is up, until Ctrl-C; then the server closes.
+    thread, once the server is up; then the server closes.
     """
     limit = Middleware(RequestSizeLimit, max_bytes=MAX_REQUEST_BYTES)
     look = dict(theme=gr.themes.Soft(), css=CSS, footer_links=["api"], app_kwargs={"middleware": [limit]})
-    if engine is None:
-        return app.launch(**look, **options)
+    returns_at_once = options.pop("prevent_thread_lock", False)
     served = app.launch(**look, **options, prevent_thread_lock=True)
+    if returns_at_once:
+        return served
+    tell_the_teacher(app.teacher_key, served[1])
     try:
-        engine.run()
+        engine.run() if engine is not None else app.block_thread()
     except KeyboardInterrupt:
         print("Keyboard interruption: closing the app.", file=sys.stderr)
     finally:
-        engine.close()
+        if engine is not None:
+            engine.close()
         app.close()
     return served
+
+
+def tell_the_teacher(key: TeacherKey, url: str):
+    """In the teacher's terminal alone: the address that opens the teacher's controls, or where the key is set."""
+    if key.made_here:
+        print(f"For the teacher: {key.page_address(url)} opens the teacher's controls (a key made at start-up, "
+              f"new at each start; set {TEACHER_KEY_VARIABLE} to choose one)", file=sys.stderr, flush=True)
+    else:
+        print(f"For the teacher: the teacher's key is {TEACHER_KEY_VARIABLE}'s value", file=sys.stderr, flush=True)
 
 
 class RequestSizeLimit:

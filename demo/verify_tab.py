@@ -6,16 +6,17 @@ from demo import views
 from demo.api import DemoApi
 from demo.gpu import on_gpu
 from demo.lesson_tab import lesson_tabs
+from demo.teacher_panel import TeacherControls
 from demo.views import LESSON_PROMPTS
 from model.loading.mistakes import DEMONSTRATIONS
 from model.proof.verify import DEFAULT_PROMPT
 
 
-def verify_tab(api: DemoApi):
-    """The check, then the lesson's own steps (demo/lesson_tab.py), each a sub-tab."""
+def verify_tab(api: DemoApi, teacher: TeacherControls, app: gr.Blocks):
+    """The check, then the lesson's own steps (demo/lesson_tab.py) and the class board, each a sub-tab."""
     with gr.Tab("Check"):
         check_tab(api)
-    lesson_tabs(api)
+    lesson_tabs(api, teacher, app)
 
 
 def check_tab(api: DemoApi):

@@ -10,6 +10,7 @@ From a terminal, with your file or notebook (only what defines things runs; the 
 
     python -m model.check my_gpt.py --model gpt2
     python -m model.check lesson.ipynb --loader load_weights_into_gpt --json
+    python -m model.check my_gpt.py --submit https://<the-teacher's-space>.hf.space   # to the class board
 
 Exit status: 0 your GPT computes GPT-2's function; 1 it does not (the mistakes named); 2 it cannot be
 checked (the file does not run, no model class is found, the build, the loader or the forward raises).
@@ -18,8 +19,11 @@ Your code runs here, on your machine only.
 import argparse
 import inspect
 import json
+import os
 import sys
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -28,6 +32,7 @@ from model.cli import add_model_arguments, exit_status
 from model.loading.mapping import load_weights
 from model.loading.reference import load_reference
 from model.memory import release_freed_memory
+from model.proof.board import board_logits, weights_fingerprint
 from model.proof.check_report import CheckReport
 from model.proof.diagnosis import (
     Diagnosis,
@@ -46,6 +51,9 @@ from model.serving.sequence import context_window
 from model.tokenizer import decode, encode
 
 GREEDY_TOKENS = 32  # what each model writes after the prompt: the payoff, and the greedy tokens compared
+# Where this machine keeps the id it submits to a class board under, so a student's latest submission replaces their
+# earlier one: GPT2_CLASS_HOME, else ~/.cache/gpt2-class.
+HOME_VARIABLE = "GPT2_CLASS_HOME"
 STATE_DICT_NAMES = ("sd", "state", "dict", "params", "weights")  # a loader's second parameter named so takes one
 
 
@@ -55,11 +63,13 @@ def say(line: str):
 
 
 def check(model: nn.Module, reference="gpt2", loader: Callable | None = None, prompt: str = DEFAULT_PROMPT,
-          progress: Callable[[str], None] = say) -> CheckReport:
+          submit: str | None = None, progress: Callable[[str], None] = say) -> CheckReport:
     """Check `model`, your GPT, against GPT-2: `reference` is a hub id, a save_pretrained folder, or a
     transformers GPT2LMHeadModel. With `loader`, your own function, called as loader(model, reference) (or
     with reference.state_dict() when its second parameter is named like one), audited tensor by tensor;
     without it, the check loads GPT-2's weights into your model through the mapping it finds.
+    submit: the address of the class's app: your model's logits on its board question go to its class board,
+    and the app's verdict comes back in the report (`board`).
 
     Raises CannotCheck (or ModelLoadError for the reference) with a message that says what to do.
     """
@@ -69,7 +79,10 @@ def check(model: nn.Module, reference="gpt2", loader: Callable | None = None, pr
         name, reference = reference, load_reference(reference, str(device))
     else:
         name = getattr(reference, "name_or_path", None) or "the GPT2LMHeadModel given"
-    return _check(model, reference, name, loader, prompt, progress, source="your model")
+    report = _check(model, reference, name, loader, prompt, progress, source="your model")
+    if submit is not None:
+        report.board = submit_to_board(model, reference, submit, progress)
+    return report
 
 
 def _check(model: nn.Module, reference, reference_name: str, loader: Callable | None, prompt: str,
@@ -159,6 +172,33 @@ def _diagnoses(model, reference, ids: list[int], proof, before) -> list[Diagnosi
     return sorted(found, key=lambda diagnosis: diagnosis.note)  # the failures first, a note after them
 
 
+def submit_to_board(model: nn.Module, reference, url: str, progress: Callable[[str], None] = say) -> dict:
+    """Send the class board at `url` the model's logits on its question; the app's verdict (it judges them itself)."""
+    from gradio_client import Client  # the app's own client: only a submission needs it
+
+    progress(f"asking the class board at {url} for its question…")
+    try:
+        board = Client(url, verbose=False, analytics_enabled=False)
+        question = board.predict(api_name="/board_question")
+        logits = _theirs(lambda: board_logits(model, question), "your forward")
+        progress("submitting your model's logits…")
+        return board.predict(board_id(), logits, weights_fingerprint(reference), api_name="/submit_logits")
+    except CannotCheck:
+        raise
+    except Exception as error:  # noqa: BLE001 - an address that is not the app, a network gone, the app's refusal
+        raise CannotCheck(f"the class board at {url} did not take the submission: {error}") from None
+
+
+def board_id() -> str:
+    """This machine's id on a class board (made once, kept): a later submission replaces the earlier one."""
+    home = Path(os.environ.get(HOME_VARIABLE) or Path.home() / ".cache" / "gpt2-class")
+    path = home / "board-id"
+    if not path.is_file():
+        home.mkdir(parents=True, exist_ok=True)
+        path.write_text(uuid.uuid4().hex)
+    return path.read_text().strip()
+
+
 def _first_difference(report: CheckReport) -> Diagnosis:
     """Where a check that named nothing first differs, and by how much."""
     wrong = next((component for component in report.components if component["ok"] is False), None)
@@ -184,6 +224,8 @@ def parse_args(argv=None):
                                                          "NAME(model, reference) or NAME(model, state_dict)")
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--submit", metavar="URL", help="also send your model's logits to the class board of the app "
+                                                        "at URL, and print its verdict")
     return parser.parse_args(argv)
 
 
@@ -211,6 +253,8 @@ def run(args) -> int:
     model = built.model.to(reference.device)
     report = _check(model, reference, args.model, loader, args.prompt, say, source=code.path.name, built=built.how,
                     skipped=code.skipped)
+    if args.submit is not None:
+        report.board = submit_to_board(model, reference, args.submit)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
     return 0 if report.verified else 1
 

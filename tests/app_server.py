@@ -53,10 +53,14 @@ def app_state(folder):
     return load_state(str(folder), device="cpu")
 
 
+TEACHER_KEY = "the teacher's key, in tests"
+
+
 def served(state) -> Iterator[str]:
-    """The app of `state` (demo.state.DemoState), built and served: its local URL while the block runs."""
+    """The app of `state` (demo.state.DemoState), built with TEACHER_KEY and served: its URL while the block runs."""
     from demo.app import build_app
-    return serving(build_app(state))
+    from demo.teacher import TeacherKey
+    return serving(build_app(state, teacher_key=TeacherKey(TEACHER_KEY)))
 
 
 def wait_until(condition: Callable[[], bool], seconds: float, what: str):
@@ -131,6 +135,16 @@ def raw_call(url: str, endpoint: str, body: bytes) -> tuple[str, object]:
         lines = [line for line in stream.iter_lines() if line]
     event, data = lines[-2].removeprefix("event: "), lines[-1].removeprefix("data: ")
     return event, json.loads(data)
+
+
+def page_event(url: str, app: gr.Blocks, api_name: str, data: list, session: str) -> tuple[int, object]:
+    """Call one of the page's own events (private: no client library calls it) as a script can, by its index, in
+    the session `session`: (HTTP status, the outputs or the error's message)."""
+    index = next(d["id"] for d in app.config["dependencies"] if d.get("api_name") == api_name)
+    answer = httpx.post(f"{url}gradio_api/run/predict", json={"data": data, "fn_index": index, "session_hash": session},
+                        timeout=30)
+    body = answer.json()
+    return answer.status_code, body.get("data", body.get("error"))
 
 
 # --- the real command ------------------------------------------------------------------------------

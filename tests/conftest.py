@@ -13,6 +13,8 @@ from model.loading.reference import load_reference  # noqa: E402
 from tests.checkpoints import (  # noqa: E402
     GPT2_SMALL,
     TINY,
+    ZOO,
+    ZOO_INIT,
     build_checkpoint,
     build_trained_checkpoint,
 )
@@ -62,6 +64,17 @@ def gpt2_dir(tmp_path_factory):
 def trained_dir(tmp_path_factory):
     """A tiny GPT-2 trained to recite tests.checkpoints.MEMORISED (a folder)."""
     return build_trained_checkpoint(tmp_path_factory.mktemp("trained"))
+
+
+@pytest.fixture(scope="session")
+def zoo_dir(tmp_path_factory):
+    """The student zoo's checkpoint (tests/students/): what the check and the class board judge against."""
+    return build_checkpoint(tmp_path_factory.mktemp("zoo"), seed=3, initializer_range=ZOO_INIT, **ZOO)
+
+
+@pytest.fixture(scope="session")
+def zoo_reference(zoo_dir):
+    return load_reference(str(zoo_dir), device="cpu")
 
 
 @pytest.fixture(scope="session")

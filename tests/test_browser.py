@@ -8,6 +8,7 @@ import os
 import time
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -19,7 +20,7 @@ from model.proof.verify import TEXT_SETTINGS
 from model.sampling import MAX_SEED, SamplingSettings
 from model.serving.sequence import stream
 from model.serving.text import complete, prepare_prompt, stream_text
-from tests.app_server import served
+from tests.app_server import TEACHER_KEY, served
 from tests.checkpoints import (
     GPT2_NON_EMBEDDING_PARAMETERS,
     GPT2_PARAMETERS,
@@ -316,9 +317,29 @@ def test_predict_the_shape_on_a_phone_with_the_keyboard_meets_the_trap(phone, pa
     projector.locator("#quiz-tally").get_by_text(f"[{width}, {width}] copy").wait_for()  # no click: it refreshed
     assert projector.locator("#quiz-tally .tally-headline").inner_text() == \
         f"0 of 1 said [{width}, {width}] transpose (right)"
+    # The reset is the teacher's: hidden on every page until the teacher's key is given in it.
+    assert not phone.locator("#quiz-reset").is_visible() and not projector.locator("#quiz-reset").is_visible()
     projector.get_by_text("For the teacher").click()
-    projector.get_by_role("button", name="Start the count again").click()
+    projector.locator("#teacher-key input").fill("a guess")
+    projector.locator("#teacher-key input").press("Enter")
+    projector.get_by_text("That is not the teacher's key: nothing changed.").wait_for()
+    assert not projector.locator("#quiz-reset").is_visible()
+    projector.locator("#teacher-key input").fill(TEACHER_KEY)
+    projector.locator("#teacher-key input").press("Enter")
+    projector.get_by_text("The teacher's controls are open in this page.").wait_for()
+    assert projector.locator("#teacher-key input").input_value() == ""  # the key is not shown back
+    projector.locator("#quiz-reset").click()
     projector.locator("#quiz-tally").get_by_text("No answers yet").wait_for()
+    assert not phone.locator("#quiz-reset").is_visible()  # the students' pages never had it
+
+
+def test_the_teachers_address_opens_the_teachers_controls(browser, trained_app_url):
+    page = browser.new_page()
+    page.goto(f"{trained_app_url}?teacher={quote(TEACHER_KEY)}")
+    page.get_by_role("tab", name="Verify").click()
+    page.get_by_role("tab", name="Predict the shape").click()
+    page.locator("#quiz-reset").wait_for(state="visible")
+    page.close()
 
 
 def test_the_mapping_parameters_and_losses_on_a_phone_with_the_keyboard(phone, trained_state, screenshots):
@@ -431,3 +452,24 @@ def test_every_lesson_section_follows_the_checkpoints_shape(browser, shaped, scr
     assert "equal within the tolerance" in page.locator("#losses").inner_text()
     page.screenshot(path=screenshots / f"knowledge-{name}.png", full_page=True)
     page.close()
+
+
+def test_the_class_board_on_a_phone_fills_as_students_submit(phone, trained_app_url, screenshots):
+    from gradio_client import Client
+    open_tab(phone, "Verify")
+    open_tab(phone, "Class board")
+    phone.get_by_text("No GPT submitted yet").wait_for()
+    snippet = phone.locator("#board-snippet")
+    snippet.get_by_text(f'board = Client("{trained_app_url}")').wait_for()  # this page's own address, no query
+    assert not phone.locator("#board-reset").is_visible()  # the teacher's alone
+    client = Client(trained_app_url, verbose=False)
+    question = client.predict(api_name="/board_question")
+    verdict = client.predict("a-student-01", [[0.0] * len(question["token_ids"])] * len(question["prompt_tokens"]),
+                             question["weights"], api_name="/submit_logits")
+    assert verdict["verdict"] == "wrong" and verdict["mistake"] == "unknown"
+    phone.get_by_role("button", name="Refresh the board").click()
+    board = phone.locator("#class-board")
+    board.get_by_text("0 of 1").wait_for()
+    assert "unknown" in board.inner_text()
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # nothing wider than the phone
+    phone.screenshot(path=screenshots / "class-board-phone.png", full_page=True)

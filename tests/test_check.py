@@ -11,20 +11,10 @@ from model.check import check
 from model.loading.reference import load_reference
 from model.proof.diagnosis import fingerprint
 from model.proof.structure import map_by_structure
-from tests.checkpoints import ZOO, ZOO_INIT, build_checkpoint
+from tests.checkpoints import ZOO
 from tests.students.zoo import HERE, LAYOUTS, MISTAKES_AS_CODE, source, write_student
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="session")
-def zoo_dir(tmp_path_factory):
-    return build_checkpoint(tmp_path_factory.mktemp("zoo"), seed=3, initializer_range=ZOO_INIT, **ZOO)
-
-
-@pytest.fixture(scope="session")
-def zoo_reference(zoo_dir):
-    return load_reference(str(zoo_dir), "cpu")
 
 
 def run_check(capsys, path, zoo_dir, *args) -> tuple[int, dict | str, str]:

@@ -199,6 +199,16 @@ def test_offline_without_weights_the_command_serves_random_ones_and_says_so(offl
         "warning: running on random weights of gpt2's shape: verification works, the text is gibberish"]
 
 
+def test_the_command_tells_the_teacher_the_address_that_opens_the_teachers_controls(offline_command):
+    """TEACHER_KEY unset: a key made at start-up, in the teacher's terminal alone, never in the page."""
+    _, url, logs = offline_command
+    wait_until(lambda: "For the teacher: " in (logs / "stderr").read_text(), 30, "the teacher's line is printed")
+    line = next(line for line in (logs / "stderr").read_text().splitlines() if line.startswith("For the teacher: "))
+    assert line.startswith(f"For the teacher: {url.rstrip('/')}/?teacher=")
+    key = line.split("?teacher=")[1].split()[0]
+    assert len(key) >= 16 and key not in httpx.get(url, timeout=10).text and key not in (logs / "stdout").read_text()
+
+
 def test_the_command_listens_on_loopback_only_and_opens_no_share_link(offline_command):
     """Security defaults: only this machine can reach the app unless --host (or a Space's environment) says
     otherwise, and no public gradio.live link unless --share asks for one."""

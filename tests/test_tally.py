@@ -7,6 +7,7 @@ import pytest
 
 import demo.tally
 from demo.tally import MAX_ANSWERS, NEW_PAGE, OTHER, AnswerTally
+from demo.teacher import COUNTED_PER_MINUTE, PAGES_PER_MINUTE, PerAddress
 
 RIGHT = {"attention c_attn": "[2304, 768] transpose", "attention c_proj": "[768, 768] transpose"}
 CLASS = 30
@@ -92,7 +93,27 @@ def test_a_page_is_counted_once_per_question_and_round():
     tally.reset()
     tally.add_first(page, "attention c_proj", "[768, 768] transpose")  # a new round: counted again
     assert tally.counts("attention c_proj") == {"[768, 768] transpose": 1}
-    assert NEW_PAGE == {"round": -1, "questions": []}  # every page starts from it unchanged
+    assert NEW_PAGE == {"page": False, "round": -1, "questions": []}  # every page starts from it unchanged
+
+
+def test_one_address_adds_at_most_its_minutes_worth_and_a_class_behind_it_all_counts():
+    now = [0.0]
+    clock = lambda: now[0]  # noqa: E731
+    tally = AnswerTally(RIGHT, pages=PerAddress(PAGES_PER_MINUTE, clock), counted=PerAddress(COUNTED_PER_MINUTE, clock))
+    for _ in range(30):  # a class of 30 behind one school address, each page answering every question
+        page = NEW_PAGE
+        for question in RIGHT:
+            page = tally.add_first(page, question, RIGHT[question], "school")
+    assert all(tally.counts(question) == {RIGHT[question]: 30} for question in RIGHT)
+    # A script: 600 made-up sessions (each a new page record) in a minute from one address, every question each.
+    for i in range(600):
+        page = NEW_PAGE
+        for question in RIGHT:
+            page = tally.add_first(page, question, f"[{i}] copy", "script")
+    flooded = sum(sum(count for answer, count in tally.counts(q).items() if answer != RIGHT[q]) for q in RIGHT)
+    assert flooded == min(PAGES_PER_MINUTE * len(RIGHT), COUNTED_PER_MINUTE)
+    now[0] = 61.0  # a minute later the address may add again: the bound is a rate, not a ban
+    assert tally.add_first(NEW_PAGE, "attention c_proj", "[1, 1] copy", "script")["questions"]
 
 
 def test_an_unknown_question_is_refused():

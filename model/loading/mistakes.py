@@ -78,7 +78,7 @@ def _is_square(row) -> bool:
 
 class NotTransposed(Mistake):
     id, kind = "not_transposed", "load"
-    summary = "Forget to transpose attn.c_proj, the one square (768×768) weight of every block."
+    summary = "attn.c_proj, the one square (768×768) weight of every block, is left untransposed."
     explanation = ("A square matrix fits either way round, so no shape check can notice: the model loads, runs, "
                    "and writes nonsense. Left untransposed, every other Conv1D weight would be refused for its "
                    "shape; only comparing outputs catches the square one.")
@@ -89,7 +89,8 @@ class NotTransposed(Mistake):
 
 class Scrambled(Mistake):
     id, kind = "scrambled", "load"
-    summary = "Copy block 0's c_attn as raw memory, without transposing: [768, 2304] read as [2304, 768]."
+    summary = ("The right values in the wrong places: raw memory read in another shape (block 0's c_attn, [768, 2304] "
+               "read as [2304, 768], without transposing).")
     explanation = ("A plain copy_ of a [768, 2304] tensor into [2304, 768] raises a shape error; copying the raw "
                    "memory instead goes through and scrambles every value's place.")
 
@@ -103,7 +104,7 @@ class Scrambled(Mistake):
 
 class QkvOrder(Mistake):
     id, kind = "qkv_order", "load"
-    summary = "Split c_attn into key, query, value instead of query, key, value."
+    summary = "c_attn is split in another order than query, key, value."
     explanation = ("The three pieces of c_attn have the same shape, so any order loads. GPT-2's is query, key, "
                    "value; swapping query and key turns each score q·k into k·q of other positions: every "
                    "shape fits and the attention looks in the wrong places.")
@@ -119,7 +120,7 @@ class QkvOrder(Mistake):
 
 class NotLoaded(Mistake):
     id, kind = "not_loaded", "load"
-    summary = "Leave lm_head as its own randomly initialised matrix instead of tying it to wte."
+    summary = "A tensor is left at its initialisation: lm_head, its own random matrix instead of tied to wte."
     explanation = ("GPT-2 has no separate output matrix: lm_head is the token embedding. A head left untied "
                    "loads fine and predicts random tokens; so does any tensor a loader forgets.")
 
@@ -134,7 +135,7 @@ class NotLoaded(Mistake):
 
 class WrongTensor(Mistake):
     id, kind = "wrong_tensor", "load"
-    summary = "Load every block from block 0's tensors (h.0 written where the loop meant h.{i})."
+    summary = "A tensor holds another one's values: every block loaded from block 0's (h.0 where the loop meant h.{i})."
     explanation = ("Every block's tensors have the same shapes, so another block's fit perfectly: the model "
                    "loads, runs, and repeats one layer twelve times.")
 
@@ -152,7 +153,7 @@ def _block_zero(name: str) -> str:
 
 class NotTied(Mistake):
     id, kind = "not_tied", "load"
-    summary = "Copy wte into a separate lm_head instead of tying the two."
+    summary = "lm_head is a copy of wte instead of the same tensor (tied)."
     explanation = ("The copy computes the same function, so nothing fails; it costs a second "
                    "[vocab, n_embd] matrix of memory, and the two would drift apart in training.")
     changes_function = False
@@ -168,7 +169,7 @@ class NotTied(Mistake):
 
 class CannotHold(Mistake):
     id, kind = "cannot_hold", "architecture"
-    summary = "Build our MLP with 4·d+1 hidden units instead of 4·d."
+    summary = "Sizes or biases that cannot hold GPT-2's tensors: an MLP of 4·d+1 hidden units instead of 4·d."
     explanation = ("The parameter count is almost the same, but the mapping refuses at the first MLP tensor: "
                    "checking every shape turns an architecture slip into a clear message.")
     refused = True
@@ -179,7 +180,7 @@ class CannotHold(Mistake):
 
 class ExactGelu(Mistake):
     id, kind = "exact_gelu", "architecture"
-    summary = ("Build our MLP with exact GELU, as nanoGPT's model.py does (nn.GELU()), instead of the tanh "
+    summary = ("The MLP uses exact GELU (nn.GELU(), as nanoGPT's model.py has it) instead of the tanh "
                "approximation GPT-2 was trained with.")
     explanation = ("Every tensor arrives intact and the text comes out the same; only the logits differ, by around "
                    "1e-3: hundreds of times float32's noise. The lesson's rule 'fails at atol 1e-5 but passes at "
@@ -195,7 +196,7 @@ class ExactGelu(Mistake):
 
 class Relu(Mistake):
     id, kind = "relu", "architecture"
-    summary = "Build our MLP with ReLU, as the lecture's first GPT does, instead of GPT-2's GELU."
+    summary = "The MLP uses ReLU, as the lecture's first GPT does, instead of GPT-2's GELU."
     explanation = ("ReLU and GELU agree for large inputs and differ near zero, where most of the MLP's "
                    "activations are: every weight is right and the model writes a worse, other text.")
 
@@ -211,7 +212,7 @@ class UnmaskedAttention(CausalSelfAttention):
 
 class MissingCausalMask(Mistake):
     id, kind = "missing_causal_mask", "architecture"
-    summary = "Leave out the causal mask: every position attends to the positions after it too."
+    summary = "No causal mask: every position attends to the positions after it too."
     explanation = ("Reading a prompt, each position then sees the words that follow it, which GPT-2 never saw "
                    "in training. The last position, which sees nothing after it, is unchanged: checking only "
                    "the next token cannot show it, checking every position can.")
@@ -232,7 +233,7 @@ class WronglyScaledAttention(CausalSelfAttention):
 class AttentionScale(Mistake):
     divide_by: str = "head_size"  # what the scores are divided by, instead of √head_size
     id, kind = "attention_scale", "architecture"
-    summary = "Divide the attention scores by something other than √head_size."
+    summary = "The attention scores are divided by something other than √head_size."
     explanation = ("Softmax is sensitive to the scale of its inputs: divided by too much it spreads its attention "
                    "evenly, by too little it picks one position. GPT-2 divides q·k by √head_size.")
     DIVISORS = ("head_size", "nothing", "√n_embd")
@@ -262,7 +263,7 @@ class PostNormBlock(Block):
 
 class PostLayerNorm(Mistake):
     id, kind = "post_layernorm", "architecture"
-    summary = "Normalise after each residual add (the 2017 Transformer's order) instead of before each sub-layer."
+    summary = "LayerNorm after each residual add (the 2017 Transformer's order) instead of before each sub-layer."
     explanation = ("Both orders use the same two LayerNorms per block, so every tensor loads. GPT-2 normalises "
                    "each sub-layer's input and leaves the residual stream alone; the other order rescales the "
                    "stream itself in every block.")
@@ -276,7 +277,7 @@ class PostLayerNorm(Mistake):
 class LayerNormEps(Mistake):
     eps: float = 1e-12
     id, kind = "layernorm_eps", "architecture"
-    summary = "Give LayerNorm another epsilon than GPT-2's 1e-5."
+    summary = "LayerNorm's epsilon is another than GPT-2's 1e-5."
     explanation = ("The epsilon keeps a division away from zero; its size matters wherever a vector's variance is "
                    "small. GPT-2's is 1e-5 (layer_norm_epsilon in its config), BERT's 1e-12.")
     EPSILONS = (1e-12, 1e-6, 1e-8, 0.0, 1e-3)
@@ -301,7 +302,7 @@ class SkippedLayerNorm(nn.LayerNorm):
 
 class MissingFinalLayerNorm(Mistake):
     id, kind = "missing_final_layernorm", "architecture"
-    summary = "Leave out the final LayerNorm (ln_f) between the last block and lm_head."
+    summary = "No final LayerNorm (ln_f) between the last block and lm_head."
     explanation = ("GPT-2 normalises the residual stream once more before reading the next token out of it. "
                    "Without ln_f the head reads the raw stream, whose scale grows block after block.")
 
@@ -316,7 +317,7 @@ class UnusedPositions(nn.Embedding):
 
 class MissingPositionEmbedding(Mistake):
     id, kind = "missing_position_embedding", "architecture"
-    summary = "Leave out the position embedding: the model sees which tokens, not in which order."
+    summary = "No position embedding: the model sees which tokens, not in which order."
     explanation = ("Attention alone has no notion of order: without wpe, 'dog bites man' and 'man bites dog' "
                    "look alike to every block but for the causal mask.")
 

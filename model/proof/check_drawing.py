@@ -119,6 +119,8 @@ def format_check(report: dict) -> str:
         lines += ["", f"what each writes after {report['prompt']!r}, greedily:",
                   f"  yours:   {report['prompt']}{report['text']['student']}",
                   f"  GPT-2's: {report['prompt']}{report['text']['reference']}"]
+    if report["board"]:
+        lines += ["", f"the class board says: {report['board']['message']}"]
     return "\n".join(lines + ["", verdict_line(report)])
 
 
@@ -146,4 +148,6 @@ def check_html(report: dict) -> str:
         prompt = f"<b>{escape(report['prompt'])}</b>"
         parts.append(f"<h4>what each writes, greedily</h4><p>yours: {prompt}{escape(report['text']['student'])}</p>"
                      f"<p>GPT-2's: {prompt}{escape(report['text']['reference'])}</p>")
+    if report["board"]:
+        parts.append(f"<p><b>The class board says:</b> {escape(report['board']['message'])}</p>")
     return "".join(parts) + "</div>"

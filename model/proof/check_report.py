@@ -31,6 +31,7 @@ class CheckReport:
     greedy_tokens_agree: int | None = None
     text: dict = field(default_factory=dict)  # {"student": ..., "reference": ...}: what each writes after the prompt
     diagnoses: list[dict] = field(default_factory=list)  # the mistakes named, the root cause first
+    board: dict | None = None  # the class board's verdict, when the logits were submitted to it
 
     @property
     def verified(self) -> bool:

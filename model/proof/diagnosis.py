@@ -28,7 +28,7 @@ FINGERPRINT_VALUES = 4096  # of each parameter, before a student's loader runs: 
 
 @dataclass
 class Diagnosis:
-    id: str  # a mistake of the catalogue, "cannot_hold", or "unknown"
+    id: str  # a mistake of the catalogue, or "unknown"
     where: list[str]  # the student's parameters or modules
     evidence: dict = field(default_factory=dict)
     note: bool = False  # True: not a failure (a copy of wte where GPT-2 ties it)
@@ -37,8 +37,7 @@ class Diagnosis:
     def summary(self) -> str:
         if self.id in MISTAKES:
             return MISTAKES[self.id].summary
-        return {"cannot_hold": "Parts of the model cannot hold GPT-2's tensors: sizes or biases differ.",
-                "unknown": "It differs from GPT-2 here, and no mistake of the catalogue computes what it does."}[self.id]
+        return "It differs from GPT-2 here, and no mistake of the catalogue computes what it does."  # unknown
 
     def to_dict(self) -> dict:
         return dict(id=self.id, where=self.where, evidence=self.evidence, summary=self.summary, note=self.note)
