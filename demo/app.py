@@ -12,6 +12,7 @@ from demo import views
 from demo.api import DemoApi
 from demo.generate_tab import generate_tab
 from demo.gpu import on_gpu
+from demo.idle_queue import IdleQueue
 from demo.state import DemoState
 from demo.teacher import TeacherKey
 from demo.teacher_panel import TeacherControls
@@ -54,6 +55,7 @@ def build_app(state: DemoState, queue_size: int = QUEUE_SIZE, teacher_key: Teach
         gr.api(api.submit_logits, api_name="submit_logits", concurrency_id="board", concurrency_limit=BOARD_AT_ONCE)
         gr.api(api.class_board, api_name="class_board", concurrency_id="board", concurrency_limit=BOARD_AT_ONCE)
     app.queue(max_size=queue_size, default_concurrency_limit=generations)
+    app._queue = IdleQueue.replacing(app._queue)  # Gradio's own polls every millisecond, even with nobody there
     app.teacher_key = teacher_key
     return app
 

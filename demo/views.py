@@ -54,7 +54,8 @@ def header_html(model_name: str, device: str, dtype: str, report: dict, fallback
                f"max |Δ logit| {report['max_abs_logit_diff']:.1e} "
                f"({'within' if ok else 'outside'} atol {report['tolerance']['atol']:g})")
     facts = [f"<b>{weights}</b>", f"{report['param_count_ours']:,} parameters", f"on <b>{escape(device)}</b>",
-             f"generating in {escape(dtype)}", f"<span class='{'pass' if ok else 'fail'}'>{verdict}</span>"]
+             f"generating in {escape(dtype)}" + ("" if dtype == "float32" else " (verified in float32)"),
+             f"<span class='{'pass' if ok else 'fail'}'>{verdict}</span>"]
     banner = fallback_banner_html(model_name, fallback_reason) if fallback_reason else ""
     return (f"{banner}<div class='app-header'><h1>Our GPT, OpenAI's GPT-2 weights</h1>"
             f"<p>{' · '.join(facts)}</p><p class='serving'>{serving_html(serving)}</p></div>")

@@ -41,16 +41,17 @@ def test_rows_get_nn_linears_numbers_to_float32_rounding(in_features, out_featur
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("in_features, out_features, bias", GPT2_MATRICES + [(32, 96, True), (80, 64, True)],
                          ids=GPT2_MATRIX_NAMES + ["tiny", "odd"])
-def test_a_row_gets_the_same_bits_alone_and_among_any_number_of_others(in_features, out_features, bias):
-    layer = RowInvariantLinear(linear_stored_in_out(in_features, out_features, bias))
+def test_a_row_gets_the_same_bits_alone_and_among_any_number_of_others(in_features, out_features, bias, dtype):
+    layer = RowInvariantLinear(linear_stored_in_out(in_features, out_features, bias).to(dtype))
     generator = torch.Generator().manual_seed(2)
-    row = torch.randn(1, in_features, generator=generator)
+    row = torch.randn(1, in_features, generator=generator).to(dtype)
     with torch.no_grad():
         alone = layer(row)
         for rows in (2, 3, 4, 7, 31, 32):
-            others = torch.randn(rows, in_features, generator=generator) * 10
+            others = (torch.randn(rows, in_features, generator=generator) * 10).to(dtype)
             for where in (0, rows // 2, rows - 1):
                 batch = others.clone()
                 batch[where] = row[0]
@@ -85,8 +86,9 @@ def test_the_writing_model_writes_token_for_token_what_reference_generate_writes
     assert generate(writer, PROMPT, replace(GREEDY, max_new_tokens=n)) == reference_greedy(reference, PROMPT, n)
 
 
-def test_a_half_precision_writer_keeps_each_matrix_in_nn_linears_own_layout(tiny_reference):
+def test_a_bfloat16_writer_multiplies_packed_bfloat16_and_keeps_the_tie(tiny_reference):
     writer = load_writer(tiny_reference, "bfloat16")
     assert {(p.dtype, p.is_contiguous()) for p in writer.parameters()} == {(torch.bfloat16, True)}
     assert writer.lm_head.weight is writer.transformer.wte.weight
-    assert type(writer.transformer.h[0].mlp.c_fc) is nn.Linear
+    assert isinstance(writer.transformer.h[0].mlp.c_fc, RowInvariantLinear)
+    assert writer.transformer.h[0].mlp.c_fc.packed_weight.dtype == torch.bfloat16  # half the bytes to read

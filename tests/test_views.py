@@ -162,7 +162,7 @@ def test_model_text_is_escaped_and_end_of_text_runs_are_folded(reports):
 
 def test_header_shows_weights_device_and_the_start_up_verdict(reports):
     html = views.header_html("gpt2", "cpu", "bfloat16", reports["none"], None)
-    assert "<b>gpt2</b>" in html and "<b>cpu</b>" in html and "generating in bfloat16" in html
+    assert "<b>gpt2</b>" in html and "<b>cpu</b>" in html and "generating in bfloat16 (verified in float32)" in html
     assert "✓ verified</b> at start-up" in html and f"{reports['none']['max_abs_logit_diff']:.1e}" in html
     assert "offline-banner" not in html
 

@@ -7,9 +7,10 @@ orders. So the last bits of a student's logits, and now and then a sampled token
 how many others are writing.
 
 oneDNN's matrix product (the library behind PyTorch's CPU convolutions) adds up every row the same
-way for any number of rows from two up, whatever the other rows hold; a lone row is padded with a
-row of zeros to take that same path. Each weight is packed once into oneDNN's own blocked layout,
-so no call has to rearrange it again.
+way for any number of rows from two up, whatever the other rows hold. A lone row mostly takes that
+same path too, but for some shapes (a long sum, such as the MLP's second product) oneDNN splits a lone
+row's sum over the cores instead: there, and only there, a lone row is padded with a row of zeros.
+Each weight is packed once into oneDNN's own blocked layout, so no call has to rearrange it again.
 `model.serving.engine.check_row_invariance` confirms the property on the machine the app runs on.
 """
 import torch
@@ -35,17 +36,30 @@ class RowInvariantLinear(nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight, self.bias = linear.weight, linear.bias
         self.packed_weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach().contiguous(), None)
+        self.pad_lone_row = not self._lone_row_sums_as_among_others()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)  # (B, T, in) -> (B*T, in): every token is a row
         n = rows.size(0)
-        if n == 1:
-            rows = F.pad(rows, (0, 0, 0, 1))  # a lone row would take the matrix-vector path: add a row of zeros
-        out = torch.ops.mkldnn._linear_pointwise(rows, self.packed_weight, self.bias, "none", [], "")
-        return out[:n].view(*x.shape[:-1], self.out_features)
+        if n == 1 and self.pad_lone_row:
+            rows = F.pad(rows, (0, 0, 0, 1))  # a lone row would take another path here: add a row of zeros
+        return self._product(rows)[:n].view(*x.shape[:-1], self.out_features)
+
+    def _product(self, rows: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(rows, self.packed_weight, self.bias, "none", [], "")
+
+    @torch.inference_mode()
+    def _lone_row_sums_as_among_others(self) -> bool:
+        """Whether a row alone gets the very bits it gets among others, with this shape on this many cores
+        (oneDNN chooses its path by shape and cores, never by the values). Eight probe rows, each alone: a
+        half-precision output can round two different sums to the same number, never eight rows' worth."""
+        probe = torch.randn(8, self.in_features, generator=torch.Generator().manual_seed(0)).to(self.weight.dtype)
+        among = self._product(probe)
+        return all(torch.equal(self._product(probe[i:i + 1]), among[i:i + 1]) for i in range(len(probe)))
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, packed for oneDNN"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, packed for oneDNN"
+                f"{', a lone row padded' if self.pad_lone_row else ''}")
 
 
 def use_row_invariant_products(model: nn.Module) -> nn.Module:

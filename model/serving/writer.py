@@ -45,7 +45,7 @@ def load_writer(reference: GPT2LMHeadModel, dtype: str = "float32") -> GPT:
         torch.backends.cuda.enable_cudnn_sdp(False)
     model = load_gpt(reference)
     if dtype != "float32":
-        return in_dtype(model, dtype)
+        model = in_dtype(model, dtype)
     if device.type == "cpu" and products.available():
         return products.use_row_invariant_products(model)
     return model
