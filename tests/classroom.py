@@ -4,6 +4,7 @@
     python -m tests.classroom --students 1                     # one student alone, through the same app
     python -m tests.classroom --at-limits                      # the app's memory with every row at its limits
     python -m tests.classroom --url http://127.0.0.1:7860/     # ... on an app already running (your laptop)
+    python -m tests.classroom --rounds 30                      # the soak: lesson after lesson (tests/soak.py)
 
 Each student is a gradio_client Client of its own (its own session, as a browser tab has), and all send
 at the same moment, each with its own seed. The numbers are what a student waits: until the first piece
@@ -197,6 +198,9 @@ def parse_args(argv=None):
     parser.add_argument("--verifications", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=600, help="the longest any one request may take")
+    parser.add_argument("--rounds", type=int, help="instead of one class: the soak, this many rounds of a lesson "
+                                                   "(tests/soak.py), on a small trained checkpoint unless --model")
+    parser.add_argument("--pid", type=int, help="with --url and --rounds: the app's process, whose memory to read")
     parser.add_argument("--at-limits", action="store_true",
                         help="instead of a class: fill every row and the queue with the longest requests the app "
                              "takes, and report the app's peak resident memory")
@@ -205,6 +209,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.rounds:
+        return _soak(args)
     with tempfile.TemporaryDirectory() as scratch:
         if args.url:
             summary = classroom(args.url, args.students, args.verifications, args.max_new_tokens,
@@ -238,6 +244,29 @@ def _with_app_started(scratch: Path, args) -> dict:
             "transformers generate, one student s": one_generate,
             "students one after another s": one_after_another,
             "one after another / class at once": one_after_another / summary["whole class s"]}
+
+
+def _soak(args) -> int:
+    """The soak against --url (--pid), or against `python -m demo` started here, as in class."""
+    from huggingface_hub import constants
+
+    from tests.app_server import command_env, command_serving
+    from tests.checkpoints import build_trained_checkpoint
+    from tests.soak import print_summary, soak
+
+    if args.url:
+        if args.pid is None:
+            print("error: --rounds with --url needs --pid, the app's process id, to read its memory", file=sys.stderr)
+            return 2
+        result = soak(args.url, args.pid, args.rounds, args.seconds)
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            model = args.model or str(build_trained_checkpoint(Path(scratch) / "trained"))
+            with command_serving(["--model", model], command_env(Path(constants.HF_HOME)), logs=Path(scratch)) as (
+                    pid, url):
+                result = soak(url, pid, args.rounds, args.seconds)
+    print_summary(result)
+    return 1 if result["failures"] or not result["fixed request's text unchanged"] else 0
 
 
 if __name__ == "__main__":
