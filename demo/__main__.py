@@ -15,6 +15,7 @@ from demo.app import build_app  # noqa: E402 - after the path is set
 from demo.server import launch  # noqa: E402
 from demo.state import load_state  # noqa: E402
 from model.cli import add_model_arguments, exit_status  # noqa: E402
+from model.memory import limit_malloc_arenas  # noqa: E402
 from model.serving.writer import DTYPES  # noqa: E402
 
 
@@ -33,6 +34,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    limit_malloc_arenas()  # before the server's threads allocate: the app runs for weeks
     args = parse_args(argv)
     return exit_status(lambda: serve(args))
 

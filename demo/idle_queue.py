@@ -1,8 +1,8 @@
-"""Gradio's queue, asleep while nobody asks for anything.
+"""Gradio's queue, asleep while nobody asks for anything, and keeping fewer records of what it did.
 
-Gradio's queue looks for new events every millisecond on Linux (`Queue.sleep_when_free`) and for
-progress to report every 10 ms, whether anyone is connected or not: an app left running between
-lessons kept a good part of a core busy for nothing. This queue sleeps until something changes (an
+Gradio's queue looks for new events and for progress to report hundreds of times a second on Linux
+(`Queue.sleep_when_free`, `progress_update_sleep_when_free`), whether anyone is connected or not: an
+app left running between lessons kept part of a core busy for nothing. This queue sleeps until something changes (an
 event arrives, a job ends) and otherwise takes the very steps of Gradio's own loop (gradio 6.31, the
 release requirements.txt pins), so a request waits no longer than before.
 """
@@ -12,6 +12,12 @@ import time
 from gradio import queueing, utils
 
 SAFETY_SECONDS = 0.5  # the loop looks anyway this often, in case a change came by a path that does not wake it
+# Gradio keeps a record of each event for its monitoring, 10,000 unless told: the last few hundred tell as much, and
+# the app's memory stays flat sooner.
+EVENTS_RECORDED = 500
+# Gradio remembers, per session, the events whose last message it has not delivered (a tab closed early leaves
+# some): without a bound, a record per session for as long as the app runs. As many as Gradio keeps their messages.
+SESSIONS_REMEMBERED = 2000
 
 
 class IdleQueue(queueing.Queue):
@@ -19,9 +25,11 @@ class IdleQueue(queueing.Queue):
     @classmethod
     def replacing(cls, queue: queueing.Queue) -> "IdleQueue":
         """An IdleQueue with the settings of `queue` (the one `Blocks.queue()` made), to take its place."""
-        return cls(live_updates=queue.live_updates, concurrency_count=queue.max_thread_count,
+        idle = cls(live_updates=queue.live_updates, concurrency_count=queue.max_thread_count,
                    update_intervals=queue.update_intervals, max_size=queue.max_size, blocks=queue.blocks,
                    default_concurrency_limit=queue.default_concurrency_limit)
+        idle.ANALYTICS_MAX_EVENTS = EVENTS_RECORDED
+        return idle
 
     def start(self):
         # Made here: start() runs in the server's event loop.
@@ -39,6 +47,8 @@ class IdleQueue(queueing.Queue):
             return await super().process_events(*args, **kwargs)
         finally:
             self._changed.set()  # a slot is free, and a concurrency limit has room again
+            while len(self.pending_event_ids_session) > SESSIONS_REMEMBERED:  # the oldest sessions first
+                self.pending_event_ids_session.pop(next(iter(self.pending_event_ids_session)))
 
     async def start_processing(self) -> None:
         """Gradio's loop: start every event that may start, then sleep until something changes."""

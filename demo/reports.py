@@ -7,14 +7,21 @@ prompt (the greedy tokens of both models, the lower precisions, the text) is the
 mistake's report on it, and is made once. Before each step, the report waits for the engine to
 pause, VERIFY_WAITS_SECONDS at most in all: a report's work shares the CPU with the class and would
 slow every student's text while it runs; a teacher's report is still never held back for long.
+
+Every report is made on one thread of its own. PyTorch and its libraries keep pools of workers and
+buffers for each thread that computes; the server would run each report on whichever of its worker
+threads is free, and the app, which runs for weeks, would grow a set of those for each of them.
 """
+import contextvars
 import copy
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from model.gpt import GPT
+from model.memory import release_freed_memory
 from model.proof.verify import BROKEN_STEPS, CORRECT_STEPS, GREEDY_TOKENS, STEPS, verify
 from model.serving.engine import Engine
 
@@ -52,6 +59,7 @@ class Reports:
         self.waits_seconds, self.greedy_tokens = waits_seconds, greedy_tokens
         self._reports, self._shared = Kept(kept), Kept(kept * len(SHARED_STEPS))
         self._lock = threading.Lock()  # one report at a time: a second asker of the same one waits for it
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="reports")
 
     def get(self, prompt: str, mistake: str | None = None, progress: Callable | None = None) -> dict:
         """The report's dict, a copy for the caller to keep or change.
@@ -59,8 +67,13 @@ class Reports:
         progress(fraction, desc=...): told which step is computed, and when one waits (gr.Progress is one).
         """
         with self._lock:
-            report = self._reports.get_or_make((prompt, mistake), lambda: self._make(prompt, mistake, progress))
+            report = self._reports.get_or_make((prompt, mistake), lambda: self._on_reports_thread(
+                lambda: self._make(prompt, mistake, progress)))
             return copy.deepcopy(report)
+
+    def _on_reports_thread(self, make: Callable[[], dict]) -> dict:
+        """make(), on the reports' own thread (in the caller's context: Gradio's progress finds its event there)."""
+        return self._thread.submit(contextvars.copy_context().run, make).result()
 
     def _make(self, prompt: str, mistake: str | None, progress: Callable | None) -> dict:
         steps = CORRECT_STEPS + (BROKEN_STEPS if mistake is not None else [])
@@ -77,8 +90,10 @@ class Reports:
             _tell(progress, done, f"Computing {STEPS[name]}…")
             return self._shared.get_or_make((prompt, name), make) if name in SHARED_STEPS else make()
 
-        return verify(self.reference, prompt, mistake, self.ours, self.greedy_tokens, self.lower_precision,
-                      step).to_dict()
+        report = verify(self.reference, prompt, mistake, self.ours, self.greedy_tokens, self.lower_precision,
+                        step).to_dict()
+        release_freed_memory()  # the models' activations on the prompt, given back: the app runs for weeks
+        return report
 
 
 def _tell(progress: Callable | None, fraction: float, what: str):

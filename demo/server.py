@@ -11,6 +11,10 @@ from demo.teacher import TEACHER_KEY_VARIABLE, TeacherKey
 from model.serving.engine import Engine
 
 CSS = (Path(__file__).parent / "style.css").read_text()
+# Gradio keeps each session's copy of the page's settings (about half a megabyte here), 10,000 sessions unless told:
+# gigabytes after weeks of lessons. A class of 30 has 30 pages, and a few scripts besides; every event a page sends
+# makes its session the most recent, and the least recently used go first (a teacher's key then asked again).
+SESSIONS_KEPT = 64
 
 
 def launch(app: gr.Blocks, engine: Engine | None = None, **options):
@@ -22,7 +26,8 @@ def launch(app: gr.Blocks, engine: Engine | None = None, **options):
     thread, once the server is up; then the server closes.
     """
     limit = Middleware(RequestSizeLimit, max_bytes=MAX_REQUEST_BYTES)
-    look = dict(theme=gr.themes.Soft(), css=CSS, footer_links=["api"], app_kwargs={"middleware": [limit]})
+    look = dict(theme=gr.themes.Soft(), css=CSS, footer_links=["api"], app_kwargs={"middleware": [limit]},
+                state_session_capacity=SESSIONS_KEPT)
     returns_at_once = options.pop("prevent_thread_lock", False)
     served = app.launch(**look, **options, prevent_thread_lock=True)
     if returns_at_once:

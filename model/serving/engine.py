@@ -11,7 +11,7 @@ reading one. Each new token goes to its request at once. A request that stops (i
 Every row is computed exactly as it would be alone: the model's products give each row the same
 bits whatever the other rows hold (model/serving/products.py), attention reads each row's own cache, and
 each request samples with its own seeded generator. `check_row_invariance` confirms it on the
-machine the app runs on.
+machine the app runs on. When the last row leaves, the memory freed is given back to the system.
 """
 import queue
 import threading
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from model.gpt import GPT, KVCache
+from model.memory import release_freed_memory
 from model.sampling import SamplingSettings
 from model.serving.sequence import Sequence
 
@@ -142,12 +143,18 @@ class Engine:
     def run(self):
         """The loop, in the calling thread, until `close()`."""
         torch.set_num_threads(self._cores)  # as many as the thread that built the engine had
+        wrote = False
         while True:
             with self._wake:
-                if not (self._waiting or self._rows):
+                idle = not (self._waiting or self._rows)
+                if idle:
                     self._wake.notify_all()  # idle: wake whoever waits for a pause
+            if idle and wrote:  # the rows' caches and a step's temporaries, given back while nobody writes
+                release_freed_memory()
+            with self._wake:
                 while not (self._closed or self._waiting or self._rows):
                     self._wake.wait()
+                wrote = True
                 if self._closed:
                     break
                 self._admit()

@@ -1,7 +1,9 @@
-"""Issue 4's goals, each a threshold in GOALS, and what a run measured against it.
+"""The speed goals the issues set (4: ours against transformers; 23: against CTranslate2, and bfloat16 that
+pays), each a threshold in GOALS, and what a run measured against it.
 
 Every goal's text is written from GOALS, so a threshold is stated in one place only.
 """
+from tests.benchmarks.machine import bfloat16_instructions
 
 GOALS = {
     "speedup_float32": 1.0,      # ours / generate, tokens/s, float32 (with identical greedy tokens)
@@ -9,6 +11,9 @@ GOALS = {
     "speedup_half": 1.25,        # ours / generate, tokens/s, bfloat16 and float16
     "first_token_ratio": 1.0,    # theirs / ours, time to the first token of the longest prompt, float32
     "app_rss_gb": 1.3,           # the app's resident memory: start-up, every bug verified, gradio imported
+    "peer_stream": 1.0,          # ours / CTranslate2 float32, one stream's tokens/s, float32 (identical tokens)
+    "peer_class": 2.0,           # CTranslate2 float32's batch / our engine, a class's seconds, float32
+    "bfloat16_over_float32": 1.8,  # our bfloat16 / our float32, one stream's tokens/s, on a CPU with bf16 instructions
 }
 
 
@@ -47,6 +52,29 @@ def goals(results: dict) -> list[dict]:
                                        f"({probe['rss_after_every_bug_gb']:.2f} GB without it)", None))
     elif probe:
         rows.append(_goal(memory_goal, f"{probe['rss_app_gb']:.2f} GB", probe["rss_app_gb"] <= GOALS["app_rss_gb"]))
+    return rows + peer_goals(results)
+
+
+def peer_goals(results: dict) -> list[dict]:
+    """Issue 23's goals: where CTranslate2 was measured, and where bfloat16 was."""
+    rows = []
+    if (peers := results.get("peers")) is not None:
+        stream = peers["stream"]["float32"]
+        rows.append(_goal(f"one stream, float32 tokens/s >= {GOALS['peer_stream']:.1f}x CTranslate2 float32, "
+                          "identical tokens", f"{stream['median_ratio']:.2f}x, identical: {stream['identical']}",
+                          stream["median_ratio"] >= GOALS["peer_stream"] and stream["identical"]))
+        together = peers["class"]["float32 vs float32"]
+        rows.append(_goal(f"a class of {peers['class_size']} x {peers['class_tokens']}, our engine in float32 >= "
+                          f"{GOALS['peer_class']:.1f}x CTranslate2 float32's batch",
+                          f"{together['median_ratio']:.2f}x ({together['ours_median_s']:.1f} s against "
+                          f"{together['reference_median_s']:.1f} s), identical: {together['identical']}",
+                          together["median_ratio"] >= GOALS["peer_class"]))
+    if (half := results.get("bfloat16_over_float32")) is not None:
+        bf16 = bfloat16_instructions(results["machine"])
+        rows.append(_goal(f"one stream, bfloat16 tokens/s >= {GOALS['bfloat16_over_float32']:.1f}x our float32 (a CPU "
+                          "with bfloat16 instructions)", f"{half['median_ratio']:.2f}x"
+                          + ("" if bf16 else " (this CPU has no bfloat16 instructions)"),
+                          half["median_ratio"] >= GOALS["bfloat16_over_float32"] if bf16 else None))
     return rows
 
 

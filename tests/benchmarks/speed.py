@@ -40,6 +40,7 @@ from tests.benchmarks.ceiling import (
 from tests.benchmarks.goals import goals
 from tests.benchmarks.machine import machine
 from tests.benchmarks.no_cache import no_cache
+from tests.benchmarks.peers import peers
 from tests.benchmarks.runs import ours, ours_first_token, prompt, theirs
 from tests.benchmarks.startup import run_probe, startup_probe
 from tests.benchmarks.tables import render, source_name
@@ -55,7 +56,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     load_before = load_average()
     with tempfile.TemporaryDirectory() as scratch:
-        results = measure(args.model or gpt2_shaped_checkpoint(scratch), args, argv)
+        results = measure(args.model or gpt2_shaped_checkpoint(scratch), args, argv, scratch)
     results["load"] = load_record(results["dtypes"], load_before)
     results["goals"] = goals(results)
     results["seconds"] = time.perf_counter() - started
@@ -75,7 +76,7 @@ def gpt2_shaped_checkpoint(scratch: str) -> str:
     return str(build_checkpoint(Path(scratch) / "gpt2", seed=0, **GPT2_SMALL))
 
 
-def measure(model_dir: str, args, argv) -> dict:
+def measure(model_dir: str, args, argv, scratch: str) -> dict:
     """Every figure but the load record and the goals, which summarise these."""
     reference = load_reference(model_dir, args.device)
     device = reference.device
@@ -88,6 +89,10 @@ def measure(model_dir: str, args, argv) -> dict:
     for dtype in dtypes_for(device, args.dtype):
         print(f"{dtype}:", flush=True)
         results["dtypes"][dtype] = bench_dtype(reference, dtype, args, device)
+    if "bfloat16" in results["dtypes"]:
+        results["bfloat16_over_float32"] = half_over_full(reference, args, device)
+    results["peers"] = peers(model_dir, reference, [d for d in ("float32", "bfloat16") if d in results["dtypes"]],
+                             args, device, scratch)
     # Measured before and after the rest: a neighbour on the host shares the memory bus unseen.
     last = memory_bandwidth(device, args)
     results["bandwidth"] = {key: max(first[key], last[key]) for key in first} | {"first": first, "last": last}
@@ -129,6 +134,15 @@ def bench_dtype(reference, dtype: str, args, device) -> dict:
     return result
 
 
+def half_over_full(reference, args, device) -> dict:
+    """Our bfloat16 writer against our float32 one, in pairs: one stream's speed-up from reading half the bytes."""
+    n, ids = args.new_tokens[0], prompt(args.prompt_lengths[0])
+    pair = paired(ours(load_writer(reference, "bfloat16"), ids, n), ours(load_writer(reference, "float32"), ids, n),
+                  args.repeats, device, args, scale=n)
+    print(f"  bfloat16 / float32, one stream of {n} tokens: {pair['median_ratio']:.2f}x", flush=True)
+    return pair
+
+
 def dtypes_for(device: torch.device, asked: list[str] | None) -> list[str]:
     if asked:
         return asked
@@ -152,6 +166,7 @@ def parse_args(argv=None):
                         help="dtypes to measure (repeatable; default float32 and bfloat16, and float16 on CUDA)")
     parser.add_argument("--repeats", type=int, default=5, help="pairs of runs at 128 new tokens and per prompt")
     parser.add_argument("--repeats-long", type=int, default=3, help="pairs of runs at the longest generation")
+    parser.add_argument("--class-repeats", type=int, default=3, help="pairs of runs of a class, ours against a peer")
     parser.add_argument("--new-tokens", type=int, nargs="+", default=[128, 512], help="generation lengths")
     parser.add_argument("--prompt-lengths", type=int, nargs="+", default=[16, 900],
                         help="prompt lengths for the time to first token (the first also starts every generation)")

@@ -34,6 +34,8 @@ def render(results: dict, source: str | None = None) -> str:
              f"{bw['ours_gemv_gb_s']:.1f} GB/s as our model computes it and {bw['blas_gemv_gb_s']:.1f} GB/s through "
              "`F.linear`."]
     parts += [dtype_table(dtype, r, bw) for dtype, r in results["dtypes"].items()]
+    if results.get("peers") or results.get("bfloat16_over_float32"):
+        parts.append(peers_table(results.get("peers"), results.get("bfloat16_over_float32"), m))
     parts += [startup_table(results["startup"]), goals_table(results["goals"])]
     return "\n\n".join(parts) + "\n"
 
@@ -65,6 +67,31 @@ def dtype_table(dtype: str, r: dict, bandwidth: dict) -> str:
                  "nothing else)", "", "", _list(products["sum_share_rounds"])))
     title = dtype if dtype == "float32" else f"{dtype} (verification stays float32)"
     return _table([title, "ours", "transformers", "ours / theirs", "pair by pair"], rows, "-:::-")
+
+
+def peers_table(peers: dict | None, half: dict | None, machine: dict) -> str:
+    """Ours beside CTranslate2 (stream and class), and our bfloat16 beside our float32: each row pairs two rivals."""
+    rows = []
+    if peers:
+        n = peers["new_tokens"]
+        for quantization, pair in peers["stream"].items():
+            rows.append((f"one stream, tokens/s, {n} new tokens: ours float32 / CTranslate2 {quantization}"
+                         + ("" if quantization == "float32" else " (other weights: for information)"),
+                         f"{pair['ours_per_s']:.1f}", f"{pair['reference_per_s']:.1f}", _times(pair["median_ratio"]),
+                         _list(pair["ratio"]), "yes" if pair["identical"] else "no"))
+        for rivals, pair in peers["class"].items():
+            dtype, quantization = rivals.split(" vs ")
+            rows.append((f"a class of {peers['class_size']} × {peers['class_tokens']}, seconds: our engine in {dtype} / "
+                         f"CTranslate2's batch in {quantization}", f"{pair['ours_median_s']:.2f}",
+                         f"{pair['reference_median_s']:.2f}", _times(pair["median_ratio"]), _list(pair["ratio"]),
+                         "yes" if pair["identical"] else "no"))
+    if half:
+        rows.append((f"one stream, tokens/s: our bfloat16 / our float32 ({', '.join(machine.get('vector_instructions', [])) or 'no wide vectors'})",
+                     f"{half['ours_per_s']:.1f}", f"{half['reference_per_s']:.1f}", _times(half["median_ratio"]),
+                     _list(half["ratio"]), "no (half precision)"))
+    version = f" (CTranslate2 {peers['ctranslate2']})" if peers else ""
+    return _table([f"peers{version}", "ours", "theirs", "ours faster by", "pair by pair", "same greedy tokens"], rows,
+                  "-:::--")
 
 
 def startup_table(startup: dict) -> str:
