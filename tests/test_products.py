@@ -76,7 +76,7 @@ def test_the_writing_model_keeps_the_tie_and_shares_the_references_memory(gpt2_r
 
 # --- the writing model ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["tiny", "trained", "gpt2"])
+@pytest.mark.parametrize("name", ["tiny", "trained", pytest.param("gpt2", marks=pytest.mark.slow)])
 def test_the_writing_model_writes_token_for_token_what_reference_generate_writes(request, name):
     reference = request.getfixturevalue(f"{name}_reference")
     writer = load_writer(reference)

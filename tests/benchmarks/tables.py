@@ -81,12 +81,13 @@ def peers_table(peers: dict | None, half: dict | None, machine: dict) -> str:
                          _list(pair["ratio"]), "yes" if pair["identical"] else "no"))
         for rivals, pair in peers["class"].items():
             dtype, quantization = rivals.split(" vs ")
-            rows.append((f"a class of {peers['class_size']} × {peers['class_tokens']}, seconds: our engine in {dtype} / "
-                         f"CTranslate2's batch in {quantization}", f"{pair['ours_median_s']:.2f}",
+            rows.append((f"a class of {peers['class_size']} × {peers['class_tokens']}, seconds: our engine in "
+                         f"{dtype} / CTranslate2's batch in {quantization}", f"{pair['ours_median_s']:.2f}",
                          f"{pair['reference_median_s']:.2f}", _times(pair["median_ratio"]), _list(pair["ratio"]),
                          "yes" if pair["identical"] else "no"))
     if half:
-        rows.append((f"one stream, tokens/s: our bfloat16 / our float32 ({', '.join(machine.get('vector_instructions', [])) or 'no wide vectors'})",
+        instructions = ", ".join(machine.get("vector_instructions", [])) or "no wide vectors"
+        rows.append((f"one stream, tokens/s: our bfloat16 / our float32 (the CPU has {instructions})",
                      f"{half['ours_per_s']:.1f}", f"{half['reference_per_s']:.1f}", _times(half["median_ratio"]),
                      _list(half["ratio"]), "no (half precision)"))
     version = f" (CTranslate2 {peers['ctranslate2']})" if peers else ""

@@ -29,7 +29,12 @@ class OtherLoad:
     def _snapshot(self):
         cpu = psutil.cpu_times()
         busy = sum(getattr(cpu, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal"))
-        mine = sum(self.me.cpu_times()[:4])  # user, system, children's user and system
+        mine = sum(self.me.cpu_times()[:4])  # user, system, and those of children that have ended
+        for child in self.me.children(recursive=True):  # a peer measured in a process of its own, still running
+            try:
+                mine += sum(child.cpu_times()[:2])
+            except psutil.NoSuchProcess:
+                pass
         return time.perf_counter(), busy, mine
 
     def _since(self, start) -> float:
