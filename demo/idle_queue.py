@@ -2,9 +2,9 @@
 
 Gradio's queue looks for new events and for progress to report hundreds of times a second on Linux
 (`Queue.sleep_when_free`, `progress_update_sleep_when_free`), whether anyone is connected or not: an
-app left running between lessons kept part of a core busy for nothing. This queue sleeps until something changes (an
-event arrives, a job ends) and otherwise takes the very steps of Gradio's own loop (gradio 6.31, the
-release requirements.txt pins), so a request waits no longer than before.
+app left running between lessons kept part of a core busy for nothing. This queue sleeps until
+something changes (an event arrives, a job ends) and otherwise takes the very steps of Gradio's own
+loop (gradio 6.31, the release requirements.txt pins), so a request waits no longer than before.
 """
 import asyncio
 import time

@@ -11,7 +11,7 @@ from demo.teacher import TEACHER_KEY_VARIABLE, TeacherKey
 from model.serving.engine import Engine
 
 CSS = (Path(__file__).parent / "style.css").read_text()
-# Gradio keeps each session's copy of the page's settings (about half a megabyte here), 10,000 sessions unless told:
+# Gradio keeps each session's copy of the page's settings (a few hundred kB here), 10,000 sessions unless told:
 # gigabytes after weeks of lessons. A class of 30 has 30 pages, and a few scripts besides; every event a page sends
 # makes its session the most recent, and the least recently used go first (a teacher's key then asked again).
 SESSIONS_KEPT = 64

@@ -22,7 +22,7 @@ def check_dtype(dtype: str, device: torch.device):
 
 def in_dtype(model: GPT, dtype: str) -> GPT:
     """`model` (in place) with every parameter a copy in `dtype`, in nn.Linear's own (out, in) layout, not
-    GPT-2's (in, out): oneDNN's half-precision matrix-vector product reads that layout faster on a CPU.
+    GPT-2's (in, out): a GPU's half-precision products read that layout faster, and oneDNN packs it.
     The tied matrix stays one parameter."""
     for param in model.parameters():
         param.data = param.data.to(DTYPES[dtype], memory_format=torch.contiguous_format)
@@ -32,8 +32,8 @@ def in_dtype(model: GPT, dtype: str) -> GPT:
 def load_writer(reference: GPT2LMHeadModel, dtype: str = "float32") -> GPT:
     """Our correctly loaded GPT that writes, laid out for writing many rows at once.
 
-    float32 on the CPU computes its products with oneDNN, which gives a row the same bits alone or
-    among others (model/serving/products.py): the classroom engine relies on it. That packs a copy of
+    On the CPU the products are oneDNN's, in float32 or bfloat16, which give a row the same bits alone
+    or among others (model/serving/products.py): the classroom engine relies on it. That packs a copy of
     each matrix; elsewhere float32 shares the reference's memory. bfloat16 and float16 are a copy,
     which halves the bytes read per token. On CUDA it turns cuDNN's attention off for the whole process.
     """
