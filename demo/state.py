@@ -15,7 +15,7 @@ from model.proof.verify import DEFAULT_PROMPT, precision_dtypes
 from model.sampling import SamplingSettings
 from model.serving.engine import Engine, RowInvariance, check_row_invariance
 from model.serving.sequence import stream
-from model.serving.writer import load_writer
+from model.serving.writer import in_dtype, load_writer
 
 ENGINE_ROWS = 32  # a class of 30 writing at once, and the teacher
 # The KV caches of the rows writing at once stay below this; a request whose cache would not fit waits its turn.
@@ -69,8 +69,9 @@ def load_state(name_or_dir: str = "gpt2", device: str = "auto", dtype: str = "fl
         reference, fallback_reason = random_reference(name_or_dir, device), str(error)
     ours = load_gpt(reference)
     writer = load_writer(reference, dtype)
-    # The writer where it is one of the report's lower precisions, else a copy kept for every report.
-    lower_precision = {name: writer if name == dtype else load_writer(reference, name)
+    # The writer where it is one of the report's lower precisions, else a plain copy (no packed one) kept for every
+    # report.
+    lower_precision = {name: writer if name == dtype else in_dtype(load_gpt(reference), name)
                        for name in precision_dtypes(reference.device)}
     # ZeroGPU lends a GPU per call: a loop that outlives calls cannot hold one.
     engine = None if gpu.spaces is not None else Engine(writer, max_rows=ENGINE_ROWS,
