@@ -11,7 +11,8 @@ reading one. Each new token goes to its request at once. A request that stops (i
 Every row is computed exactly as it would be alone: the model's products give each row the same
 bits whatever the other rows hold (model/serving/products.py), attention reads each row's own cache, and
 each request samples with its own seeded generator. `check_row_invariance` confirms it on the
-machine the app runs on. When the last row leaves, the memory freed is given back to the system.
+machine the app runs on. When nobody has written for a moment, the memory freed is given back to the
+system.
 """
 import queue
 import threading
@@ -26,6 +27,7 @@ from model.sampling import SamplingSettings
 from model.serving.sequence import Sequence
 
 _DONE = object()  # the end of a request's tokens
+RELEASE_AFTER_SECONDS = 0.5  # idle this long, the engine gives freed memory back to the system
 
 
 class Request:
@@ -143,17 +145,19 @@ class Engine:
     def run(self):
         """The loop, in the calling thread, until `close()`."""
         torch.set_num_threads(self._cores)  # as many as the thread that built the engine had
-        wrote = False
+        wrote = False  # since freed memory was last given back
         while True:
             with self._wake:
-                idle = not (self._waiting or self._rows)
-                if idle:
+                quiet = False
+                if not self._has_work():
                     self._wake.notify_all()  # idle: wake whoever waits for a pause
-            if idle and wrote:  # the rows' caches and a step's temporaries, given back while nobody writes
+                    # Not between two students' requests: giving memory back stalls every thread that allocates.
+                    quiet = wrote and not self._wake.wait_for(self._has_work, RELEASE_AFTER_SECONDS)
+            if quiet:  # the class has stopped writing: its rows' caches and steps' temporaries, given back
                 release_freed_memory()
+                wrote = False
             with self._wake:
-                while not (self._closed or self._waiting or self._rows):
-                    self._wake.wait()
+                self._wake.wait_for(self._has_work)
                 wrote = True
                 if self._closed:
                     break
@@ -161,6 +165,9 @@ class Engine:
             self._leave(lambda row: row.request.cancelled.is_set())
             self._step()
         self._fail([row.request for row in self._rows] + self._waiting, EngineError("the engine was closed"))
+
+    def _has_work(self) -> bool:
+        return bool(self._closed or self._waiting or self._rows)
 
     def _admit(self):
         """Move waiting requests into rows, first come first served, while rows and cache memory last."""
