@@ -1,14 +1,17 @@
 """The writing model's products: nn.Linear's numbers, and the same bits for a row alone or among others."""
+import random
 from dataclasses import replace
 
+import psutil
 import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from model.memory import release_freed_memory
 from model.proof.evidence import reference_greedy
 from model.sampling import SamplingSettings
-from model.serving.products import RowInvariantLinear, use_row_invariant_products
+from model.serving.products import RowInvariantLinear, build_kernels, rows_computed, use_row_invariant_products
 from model.serving.sequence import generate
 from model.serving.writer import load_writer
 from model.tokenizer import encode
@@ -50,12 +53,28 @@ def test_a_row_gets_the_same_bits_alone_and_among_any_number_of_others(in_featur
     row = torch.randn(1, in_features, generator=generator).to(dtype)
     with torch.no_grad():
         alone = layer(row)
-        for rows in (2, 3, 4, 7, 31, 32):
+        for rows in (2, 3, 4, 7, 31, 32, 33, 100):  # past 32, padded with rows of zeros
             others = (torch.randn(rows, in_features, generator=generator) * 10).to(dtype)
             for where in (0, rows // 2, rows - 1):
                 batch = others.clone()
                 batch[where] = row[0]
                 assert torch.equal(layer(batch)[where], alone[0]), f"row {where} of {rows}"
+
+
+def test_once_the_kernels_are_built_no_number_of_rows_takes_more_memory(trained_reference):
+    """oneDNN keeps a kernel for each number of rows it meets: without a bound a server grows with every new
+    group size a class makes (about half a MB each here, for each shape of matrix)."""
+    writer = load_writer(trained_reference)
+    layers = [layer for layer in writer.modules() if isinstance(layer, RowInvariantLinear)]
+    assert build_kernels(writer, 256) == len({rows_computed(n) for n in range(1, 257)}) == 32 + 7
+    release_freed_memory()
+    before = psutil.Process().memory_info().rss
+    with torch.inference_mode():
+        for n in random.Random(0).sample(range(1, 257), 120):
+            for layer in layers:
+                layer(torch.zeros(n, layer.in_features))
+    release_freed_memory()
+    assert psutil.Process().memory_info().rss - before < 8 * 2**20
 
 
 def test_the_weight_and_bias_are_the_linears_own_parameters():

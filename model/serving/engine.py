@@ -24,7 +24,8 @@ import torch
 from model.gpt import GPT, KVCache
 from model.memory import release_freed_memory
 from model.sampling import SamplingSettings
-from model.serving.sequence import Sequence
+from model.serving.products import build_kernels
+from model.serving.sequence import PROMPT_CHUNK, Sequence
 
 _DONE = object()  # the end of a request's tokens
 RELEASE_AFTER_SECONDS = 0.5  # idle this long, the engine gives freed memory back to the system
@@ -95,6 +96,8 @@ class Engine:
         self._wake = threading.Condition()
         self._closed = False
         self._cores = torch.get_num_threads()  # what the loop runs on, whichever thread runs it
+        # A pass reads at most max_rows tokens being written, or this many tokens of prompts (one chunk at least).
+        build_kernels(model, max(max_rows, prompt_tokens_per_step, PROMPT_CHUNK))
         self._thread = threading.Thread(target=self.run, name="engine", daemon=True) if thread else None
         if self._thread is not None:
             self._thread.start()

@@ -12,10 +12,17 @@ same path too, but for some shapes (a long sum, such as the MLP's second product
 row's sum over the cores instead: there, and only there, a lone row is padded with a row of zeros.
 Each weight is packed once into oneDNN's own blocked layout, so no call has to rearrange it again.
 `model.serving.engine.check_row_invariance` confirms the property on the machine the app runs on.
+
+oneDNN also builds a kernel for each number of rows it meets, and keeps it: memory that grows with
+every new group size a class happens to make. Past EXACT_ROWS a product is padded up to a multiple of
+ROW_STEP, so a server meets a bounded set of row counts, and `build_kernels` builds them all at start.
 """
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+
+EXACT_ROWS = 32  # up to this many rows (a class writing one token each) a product runs on exactly its rows
+ROW_STEP = 32  # past EXACT_ROWS (prompts read together), on the next multiple of this: a few zero rows at most
 
 
 def available() -> bool:
@@ -41,8 +48,9 @@ class RowInvariantLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)  # (B, T, in) -> (B*T, in): every token is a row
         n = rows.size(0)
-        if n == 1 and self.pad_lone_row:
-            rows = F.pad(rows, (0, 0, 0, 1))  # a lone row would take another path here: add a row of zeros
+        computed = rows_computed(n, self.pad_lone_row)
+        if computed > n:
+            rows = F.pad(rows, (0, 0, 0, computed - n))  # rows of zeros, which change no other row's bits
         return self._product(rows)[:n].view(*x.shape[:-1], self.out_features)
 
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
@@ -60,6 +68,34 @@ class RowInvariantLinear(nn.Module):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, packed for oneDNN"
                 f"{', a lone row padded' if self.pad_lone_row else ''}")
+
+
+def rows_computed(n: int, pad_lone_row: bool = False) -> int:
+    """How many rows a product of `n` rows runs on: n itself up to EXACT_ROWS, else the next multiple of ROW_STEP.
+    A lone row becomes two where oneDNN would sum it on another path (see RowInvariantLinear)."""
+    if n == 1 and pad_lone_row:
+        return 2  # a lone row would take another path here
+    return n if n <= EXACT_ROWS else -(-n // ROW_STEP) * ROW_STEP
+
+
+_built: set[tuple] = set()  # (in, out, dtype, bias?, rows): the kernels this process has built
+
+
+@torch.inference_mode()
+def build_kernels(model: nn.Module, most_rows: int) -> int:
+    """Run each shape of product in `model` once for every row count a product of up to `most_rows` rows runs on,
+    so that oneDNN builds its kernels now, before the first request, and memory stays flat afterwards.
+    Returns how many row counts there are; a kernel this process has built already is not built again."""
+    counts = sorted({rows_computed(n) for n in range(1, most_rows + 1)})
+    for layer in model.modules():
+        if not isinstance(layer, RowInvariantLinear):
+            continue
+        for n in counts:  # oneDNN keys a kernel by shapes and types, never by which weight
+            key = (layer.in_features, layer.out_features, layer.weight.dtype, layer.bias is None, n)
+            if key not in _built:
+                layer._product(torch.zeros(n, layer.in_features, dtype=layer.weight.dtype))
+                _built.add(key)
+    return len(counts)
 
 
 def use_row_invariant_products(model: nn.Module) -> nn.Module:
