@@ -8,9 +8,11 @@ mistake's report on it, and is made once. Before each step, the report waits for
 pause, VERIFY_WAITS_SECONDS at most in all: a report's work shares the CPU with the class and would
 slow every student's text while it runs; a teacher's report is still never held back for long.
 
-Every report is made on one thread of its own. PyTorch and its libraries keep pools of workers and
-buffers for each thread that computes; the server would run each report on whichever of its worker
-threads is free, and the app, which runs for weeks, would grow a set of those for each of them.
+Every report is made on a thread of its own that ends with it. PyTorch keeps a pool of workers and
+buffers for each thread that computes in parallel: on a server's worker thread they would stay for as
+long as that thread lives, and while another thread's pool is alive every parallel operation of the
+engine's thread takes several times longer (the class through the app, 15-20 % slower). A thread that
+ends takes its pool with it.
 """
 import contextvars
 import copy
@@ -59,7 +61,6 @@ class Reports:
         self.waits_seconds, self.greedy_tokens = waits_seconds, greedy_tokens
         self._reports, self._shared = Kept(kept), Kept(kept * len(SHARED_STEPS))
         self._lock = threading.Lock()  # one report at a time: a second asker of the same one waits for it
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="reports")
 
     def get(self, prompt: str, mistake: str | None = None, progress: Callable | None = None) -> dict:
         """The report's dict, a copy for the caller to keep or change.
@@ -67,13 +68,9 @@ class Reports:
         progress(fraction, desc=...): told which step is computed, and when one waits (gr.Progress is one).
         """
         with self._lock:
-            report = self._reports.get_or_make((prompt, mistake), lambda: self._on_reports_thread(
+            report = self._reports.get_or_make((prompt, mistake), lambda: on_a_thread_of_its_own(
                 lambda: self._make(prompt, mistake, progress)))
             return copy.deepcopy(report)
-
-    def _on_reports_thread(self, make: Callable[[], dict]) -> dict:
-        """make(), on the reports' own thread (in the caller's context: Gradio's progress finds its event there)."""
-        return self._thread.submit(contextvars.copy_context().run, make).result()
 
     def _make(self, prompt: str, mistake: str | None, progress: Callable | None) -> dict:
         steps = CORRECT_STEPS + (BROKEN_STEPS if mistake is not None else [])
@@ -94,6 +91,13 @@ class Reports:
                         step).to_dict()
         release_freed_memory()  # the models' activations on the prompt, given back: the app runs for weeks
         return report
+
+
+def on_a_thread_of_its_own(make: Callable[[], dict]) -> dict:
+    """make(), on a thread that ends when it returns (in the caller's context: Gradio's progress finds its event
+    there)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="report") as thread:
+        return thread.submit(contextvars.copy_context().run, make).result()
 
 
 def _tell(progress: Callable | None, fraction: float, what: str):

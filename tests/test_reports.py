@@ -1,4 +1,6 @@
 """demo/reports.py: the app's reports, each made once, the correct load's writing shared by every mistake's."""
+import threading
+
 from model.proof.verify import BROKEN_STEPS, CORRECT_STEPS, STEPS, verify
 from demo.reports import Reports
 
@@ -37,3 +39,13 @@ def test_reports_hand_out_copies_and_keep_only_the_last_ones_used(tiny_reference
     assert reports.get("One prompt", progress=made_again) == verify(
         tiny_reference, "One prompt", ours=tiny_ours, greedy_tokens=4).to_dict()
     assert made_again == computed(CORRECT_STEPS)
+
+
+def test_a_report_is_made_on_a_thread_that_ends_with_it(tiny_reference, tiny_ours):
+    """A thread that has computed in parallel keeps PyTorch's pool of workers while it lives, and while it lives
+    every parallel operation of the engine's thread is slower: none may outlive its report."""
+    reports, made_on = Reports(tiny_reference, tiny_ours, {}, greedy_tokens=4), []
+    reports.get("A report in a thread of its own", progress=lambda fraction, desc: made_on.append(
+        threading.current_thread()))
+    assert made_on and all(thread is not threading.main_thread() for thread in made_on)
+    assert not any(thread.is_alive() for thread in made_on)
