@@ -10,12 +10,12 @@ from demo.reports import Reports
 from model.gpt import GPT
 from model.lesson.knowledge import random_init
 from model.loading.mapping import load_gpt
-from model.loading.reference import HUB_SHAPES, HubUnreachableError, load_reference, random_reference
+from model.loading.reference import HUB_SHAPES, HubUnreachableError, load_reference, random_reference, resolve_device
 from model.proof.verify import DEFAULT_PROMPT, precision_dtypes
 from model.sampling import SamplingSettings
 from model.serving.engine import Engine, RowInvariance, check_row_invariance
 from model.serving.sequence import stream
-from model.serving.writer import in_dtype, load_writer
+from model.serving.writer import check_dtype, in_dtype, load_writer
 
 ENGINE_ROWS = 32  # a class of 30 writing at once, and the teacher
 # The KV caches of the rows writing at once stay below this; a request whose cache would not fit waits its turn.
@@ -61,6 +61,7 @@ def load_state(name_or_dir: str = "gpt2", device: str = "auto", dtype: str = "fl
     `python -m demo` does to run it on the thread that loaded the model.
     Raises ModelLoadError or ValueError, with a message that says what to do, when the app cannot start.
     """
+    check_dtype(dtype, resolve_device(device))  # before a download: the CPU may not write in bfloat16
     try:
         reference, fallback_reason = load_reference(name_or_dir, device, allow_pickle), None
     except HubUnreachableError as error:

@@ -8,11 +8,11 @@ import sys
 import torch
 
 from model.cli import add_model_arguments, exit_status
-from model.loading.reference import load_reference
+from model.loading.reference import load_reference, resolve_device
 from model.sampling import SamplingSettings
 from model.serving.sequence import stream
 from model.serving.text import prepare_prompt, stream_text
-from model.serving.writer import DTYPES, load_writer
+from model.serving.writer import DTYPES, check_dtype, load_writer
 
 MAX_NEW_TOKENS = 4096
 
@@ -41,6 +41,7 @@ def write(args) -> int:
     """Load the model the arguments name and stream its continuation to stdout."""
     settings = SamplingSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                 top_k=args.top_k or None, top_p=args.top_p, seed=args.seed)
+    check_dtype(args.dtype, resolve_device(args.device))  # before a download
     reference = load_reference(args.model, args.device, args.allow_pickle)
     settings.validated(vocab_size=reference.config.vocab_size, max_new_tokens_limit=MAX_NEW_TOKENS)
     writer = load_writer(reference, dtype=args.dtype)

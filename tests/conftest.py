@@ -10,6 +10,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from model.loading.mapping import load_gpt  # noqa: E402
 from model.loading.reference import load_reference  # noqa: E402
+from model.serving import products  # noqa: E402
 from tests.checkpoints import (  # noqa: E402
     GPT2_SMALL,
     TINY,
@@ -46,6 +47,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def cpu_writes_bfloat16():
+    """For a test of the bfloat16 writer on the CPU: skipped, saying why, on a CPU that cannot multiply bfloat16 with
+    oneDNN (AVX2 only). There the writer refuses bfloat16, which test_products checks on every CPU."""
+    if not products.bfloat16_available():
+        pytest.skip(f"this CPU ({torch.backends.cpu.get_cpu_capability()}) cannot write in bfloat16")
 
 
 @pytest.fixture(scope="session")

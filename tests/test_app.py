@@ -21,6 +21,7 @@ from model import verify as verify_cli
 from model.loading.mistakes import DEMONSTRATIONS, MISTAKES
 from model.proof.verify import CORRECT_STEPS, STEPS, verify
 from model.sampling import SamplingSettings
+from model.serving import products
 from model.serving.products import RowInvariantLinear
 from model.tokenizer import encode
 from tests.app_server import REPO_ROOT, serving, wait_until, watched_model, written_alone
@@ -139,7 +140,7 @@ def test_python_m_demo_passes_its_options_to_launch(tiny_dir, monkeypatch):
     assert launched == {"server_name": "0.0.0.0", "server_port": 8123, "share": False, "engine_thread": None}
 
 
-def test_bfloat16_generates_in_half_precision_while_verification_stays_float32(tiny_dir, tiny_state):
+def test_bfloat16_generates_in_half_precision_while_verification_stays_float32(tiny_dir, tiny_state, cpu_writes_bfloat16):
     state = load_state(str(tiny_dir), device="cpu", dtype="bfloat16")
     assert state.writer.lm_head.weight.dtype == torch.bfloat16
     assert state.ours.lm_head.weight.dtype == torch.float32 and state.startup_report["dtype"] == "float32"
@@ -155,6 +156,13 @@ def test_bfloat16_generates_in_half_precision_while_verification_stays_float32(t
 def test_python_m_demo_says_why_it_cannot_start(tmp_path, capsys):
     assert demo_main(["--model", str(tmp_path / "missing")]) == 2
     assert "error: no folder at" in capsys.readouterr().err
+
+
+def test_python_m_demo_says_at_once_when_this_cpu_cannot_write_bfloat16(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(products, "bfloat16_available", lambda: False)  # an AVX2 CPU, whatever this one is
+    # Before any download: the missing folder is not even looked at.
+    assert demo_main(["--model", str(tmp_path / "missing"), "--device", "cpu", "--dtype", "bfloat16"]) == 2
+    assert "error: this CPU cannot write in bfloat16" in capsys.readouterr().err
 
 
 def test_the_spaces_app_file_runs_as_a_script_from_the_repo_root():

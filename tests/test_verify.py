@@ -28,7 +28,7 @@ from model.proof.verify import TEXT_SETTINGS, verify
 from model.sampling import SamplingSettings
 from model.serving.sequence import generate
 from model.serving.text import complete
-from model.serving.writer import load_writer
+from model.serving.writer import in_dtype
 from model.tokenizer import decode, encode
 from tests.checkpoints import GPT2_PARAMETERS
 
@@ -201,7 +201,7 @@ def test_precision_rows_measure_each_dtype_against_the_float32_reference(bug_rep
     float32, bfloat16 = report.precision  # on a CPU: no float16
     assert float32["dtype"] == "float32" and float32["max_abs_logit_diff"] == report.max_abs_logit_diff
     assert float32["allclose"] == report.allclose and float32["greedy_tokens_agree"] == report.greedy_tokens_agree
-    ours, theirs = both_logits(load_writer(tiny_reference, "bfloat16"), tiny_reference, report.prompt)
+    ours, theirs = both_logits(in_dtype(load_gpt(tiny_reference), "bfloat16"), tiny_reference, report.prompt)
     assert bfloat16["dtype"] == "bfloat16"
     assert bfloat16["max_abs_logit_diff"] == pytest.approx((ours.float() - theirs).abs().max().item(), rel=1e-3)
     assert bfloat16["max_abs_logit_diff"] > float32["max_abs_logit_diff"]
@@ -215,7 +215,7 @@ def test_full_size_bfloat16_is_further_from_the_reference_than_float32(gpt2_repo
 
 
 def test_a_reused_lower_precision_model_gives_the_same_row(tiny_reference, tiny_ours):
-    bfloat16 = load_writer(tiny_reference, "bfloat16")
+    bfloat16 = in_dtype(load_gpt(tiny_reference), "bfloat16")
     made = verify(tiny_reference, ours=tiny_ours, greedy_tokens=4).precision
     reused = verify(tiny_reference, ours=tiny_ours, greedy_tokens=4, lower_precision={"bfloat16": bfloat16})
     assert reused.precision == made
@@ -229,7 +229,7 @@ def test_greedy_agreement_counted_in_one_pass_is_what_the_model_writes(tiny_refe
     if model in MISTAKES:
         writer, counted = load_gpt(tiny_reference, MISTAKES[model]), report.broken.greedy_tokens_agree
     else:
-        writer, counted = load_writer(tiny_reference, model), report.precision[1]["greedy_tokens_agree"]
+        writer, counted = in_dtype(load_gpt(tiny_reference), model), report.precision[1]["greedy_tokens_agree"]
     n = report.greedy_tokens
     written = generate(writer, report.prompt_tokens, SamplingSettings(max_new_tokens=n, temperature=0, top_k=None,
                                                                      stop_at_eot=False))

@@ -30,6 +30,13 @@ def available() -> bool:
     return torch.backends.mkldnn.is_available()
 
 
+def bfloat16_available() -> bool:
+    """Whether the writer can multiply in bfloat16 here. oneDNN does it on x86 CPUs with AVX-512 (BW, VL and
+    DQ) or AVX-NE-CONVERT; one with AVX2 only (many laptops, AMD's before Zen 4) has neither, and packing a
+    bfloat16 weight fails there. Without oneDNN the writer keeps nn.Linear, which multiplies bfloat16 anywhere."""
+    return not available() or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 class RowInvariantLinear(nn.Module):
     """nn.Linear's function (inference only), computed by oneDNN with the weight packed once.
 

@@ -16,8 +16,15 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def check_dtype(dtype: str, device: torch.device):
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    if DTYPES[dtype] == torch.float16 and device.type == "cpu":
-        raise ValueError("float16 is for GPUs; on the CPU use --dtype bfloat16")
+    if device.type != "cpu":
+        return
+    if dtype == "float16":
+        raise ValueError("float16 is for GPUs; on the CPU use --dtype "
+                         + ("bfloat16" if products.bfloat16_available() else "float32"))
+    if dtype == "bfloat16" and not products.bfloat16_available():
+        raise ValueError(f"this CPU cannot write in bfloat16: its widest vector instructions are "
+                         f"{torch.backends.cpu.get_cpu_capability()}, and oneDNN's bfloat16 products need AVX-512 or "
+                         f"AVX-NE-CONVERT; use --dtype float32 (verification is float32 either way)")
 
 
 def in_dtype(model: GPT, dtype: str) -> GPT:

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import torch
 
-from model.serving.writer import load_writer
+from model.serving import products
+from model.serving.writer import check_dtype, load_writer
 from model.loading.reference import load_reference
 from tests.benchmarks.ceiling import (
     ceiling,
@@ -145,9 +146,14 @@ def half_over_full(reference, args, device) -> dict:
 
 def dtypes_for(device: torch.device, asked: list[str] | None) -> list[str]:
     if asked:
+        for dtype in asked:
+            check_dtype(dtype, device)
         return asked
     if device.type == "cuda":
         return ["float32"] + (["bfloat16"] if torch.cuda.is_bf16_supported() else []) + ["float16"]
+    if not products.bfloat16_available():
+        print(f"this CPU ({torch.backends.cpu.get_cpu_capability()}) cannot write in bfloat16: float32 only", flush=True)
+        return ["float32"]
     return ["float32", "bfloat16"]
 
 
