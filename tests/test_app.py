@@ -147,7 +147,7 @@ def test_bfloat16_generates_in_half_precision_while_verification_stays_float32(t
     assert state.startup_report["verified"]
     assert state.reports.lower_precision == {"bfloat16": state.writer}  # the report's bfloat16 row measures the writer
     assert tiny_state.reports.lower_precision["bfloat16"].lm_head.weight.dtype == torch.bfloat16  # float32: a copy kept
-    # float32: ours shares every tensor with the reference; the writer's products are packed for oneDNN.
+    # float32: ours shares every tensor with the reference; the writer multiplies by packed copies.
     block = "transformer.h.0.mlp.c_fc.weight"
     assert tiny_state.ours.state_dict()[block].data_ptr() == tiny_state.reference.state_dict()[block].data_ptr()
     assert isinstance(tiny_state.writer.transformer.h[0].mlp.c_fc, RowInvariantLinear)

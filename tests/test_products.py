@@ -1,6 +1,9 @@
 """The writing model's products: nn.Linear's numbers, and the same bits for a row alone or among others."""
 import multiprocessing
+import os
 import random
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
@@ -10,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from model.loading.mapping import load_gpt
 from model.loading.reference import load_reference
 from model.memory import release_freed_memory
 from model.proof.evidence import reference_greedy
@@ -24,6 +28,16 @@ GREEDY = SamplingSettings(max_new_tokens=48, temperature=0, top_k=None, stop_at_
 PROMPT = encode("The meaning of life is")
 GPT2_MATRICES = [(768, 2304, True), (768, 768, True), (768, 3072, True), (3072, 768, True), (768, 50257, False)]
 GPT2_MATRIX_NAMES = ["c_attn", "attn.c_proj", "c_fc", "mlp.c_proj", "lm_head"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(params=products.KERNELS)
+def kernel(request):
+    """Each float32 kernel: ours (row_products.cpp) where this machine can build it, and oneDNN's."""
+    if request.param == "row_products" and products.row_products_kernel() is None:
+        pytest.skip(f"row_products.cpp cannot run or be built here ({torch.backends.cpu.get_cpu_capability()}; "
+                    f"stderr says why)")
+    return request.param
 
 
 def linear_stored_in_out(in_features, out_features, bias=True, seed=0):
@@ -37,24 +51,29 @@ def linear_stored_in_out(in_features, out_features, bias=True, seed=0):
 
 
 @pytest.mark.parametrize("in_features, out_features, bias", GPT2_MATRICES, ids=GPT2_MATRIX_NAMES)
-def test_rows_get_nn_linears_numbers_to_float32_rounding(in_features, out_features, bias):
+def test_rows_get_nn_linears_numbers_to_float32_rounding(in_features, out_features, bias, kernel):
     linear = linear_stored_in_out(in_features, out_features, bias)
     x = torch.randn(3, 5, in_features, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = F.linear(x, linear.weight, linear.bias)
-        got = RowInvariantLinear(linear)(x)
+        got = RowInvariantLinear(linear, kernel)(x)
     assert got.shape == expected.shape == (3, 5, out_features)
     # The same products, summed in another order: float32's last digits may differ, nothing more.
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype, kernel_name", [(torch.float32, "row_products"), (torch.float32, "onednn"),
+                                                (torch.bfloat16, "onednn")], ids=["float32-ours", "float32-onednn",
+                                                                                   "bfloat16-onednn"])
 @pytest.mark.parametrize("in_features, out_features, bias", GPT2_MATRICES + [(32, 96, True), (80, 64, True)],
                          ids=GPT2_MATRIX_NAMES + ["tiny", "odd"])
-def test_a_row_gets_the_same_bits_alone_and_among_any_number_of_others(in_features, out_features, bias, dtype, request):
+def test_a_row_gets_the_same_bits_alone_and_among_any_number_of_others(in_features, out_features, bias, dtype,
+                                                                        kernel_name, request):
     if dtype == torch.bfloat16:
         request.getfixturevalue("cpu_writes_bfloat16")
-    layer = RowInvariantLinear(linear_stored_in_out(in_features, out_features, bias).to(dtype))
+    if kernel_name == "row_products" and products.row_products_kernel() is None:
+        pytest.skip("row_products.cpp cannot run or be built here (stderr says why)")
+    layer = RowInvariantLinear(linear_stored_in_out(in_features, out_features, bias).to(dtype), kernel_name)
     generator = torch.Generator().manual_seed(2)
     row = torch.randn(1, in_features, generator=generator).to(dtype)
     with torch.no_grad():
@@ -67,17 +86,58 @@ def test_a_row_gets_the_same_bits_alone_and_among_any_number_of_others(in_featur
                 assert torch.equal(layer(batch)[where], alone[0]), f"row {where} of {rows}"
 
 
-def test_once_the_kernels_are_built_no_number_of_rows_takes_more_memory(trained_dir):
+def test_our_kernels_bits_do_not_depend_on_the_number_of_cores():
+    """Ours shares out blocks of outputs between the cores, never a sum: one core or all give the same bits."""
+    if products.row_products_kernel() is None:
+        pytest.skip("row_products.cpp cannot run or be built here (stderr says why)")
+    layer = RowInvariantLinear(linear_stored_in_out(3072, 768), "row_products")
+    rows = torch.randn(5, 3072, generator=torch.Generator().manual_seed(3))
+    cores = torch.get_num_threads()
+    with torch.no_grad():
+        every_core = layer(rows)
+        torch.set_num_threads(1)
+        try:
+            one_core = layer(rows)
+        finally:
+            torch.set_num_threads(cores)
+    assert torch.equal(one_core, every_core)
+
+
+def test_the_float32_writer_multiplies_with_our_kernel_where_it_can_be_built(tiny_reference):
+    writer = load_writer(tiny_reference)
+    expected = "row_products" if products.row_products_kernel() is not None else "onednn"
+    assert {layer.kernel for layer in writer.modules() if isinstance(layer, RowInvariantLinear)} == {expected}
+
+
+@pytest.mark.parametrize("compiler, why", [("no-such-compiler", "no C++ compiler ('no-such-compiler' is not on PATH)"),
+                                           ("false", "the build failed")], ids=["no compiler", "the build fails"])
+def test_without_a_working_compiler_the_writer_says_why_and_multiplies_with_onednn(tmp_path, compiler, why):
+    """A teacher's laptop or a Space without a C++ compiler still writes, a line on stderr saying why it is slower."""
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("this CPU never builds our kernel: the fallback is the only path here")
+    script = ("import torch; from model.serving.products import default_kernel; "
+              "print(default_kernel(torch.float32)); print(default_kernel(torch.bfloat16))")
+    env = dict(os.environ, CXX=compiler, TORCH_EXTENSIONS_DIR=str(tmp_path))  # an empty build cache
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["onednn", "onednn"]
+    assert f"note: the writer multiplies with oneDNN, not row_products.cpp: {why}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_once_the_kernels_are_built_no_number_of_rows_takes_more_memory(trained_dir, kernel):
     """oneDNN keeps a kernel for each number of rows it meets: without a bound a server grows with every new
-    group size a class makes (about half a MB each here, for each shape of matrix). Measured in a process of
-    its own: this one holds every other test's threads and gigabytes, which move its resident memory too."""
+    group size a class makes (about half a MB each here, for each shape of matrix); ours keeps nothing. Measured
+    in a process of its own: this one holds every other test's threads and gigabytes, which move its resident
+    memory too."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:
-        assert fresh.submit(growth_after_building_kernels, str(trained_dir)).result() < 8 * 2**20
+        assert fresh.submit(growth_after_building_kernels, str(trained_dir), kernel).result() < 8 * 2**20
 
 
-def growth_after_building_kernels(model_dir: str) -> int:
+def growth_after_building_kernels(model_dir: str, kernel: str) -> int:
     """Bytes of resident memory that products of 120 row counts from 1 to 256 add once the kernels are built."""
-    writer = load_writer(load_reference(model_dir, device="cpu"))
+    writer = use_row_invariant_products(load_gpt(load_reference(model_dir, device="cpu")), kernel)
     layers = [layer for layer in writer.modules() if isinstance(layer, RowInvariantLinear)]
     assert build_kernels(writer, 256) == len({rows_computed(n) for n in range(1, 257)}) == 32 + 7
     release_freed_memory()

@@ -4,25 +4,38 @@ The classroom engine (model/serving/engine.py) multiplies every student's row by
 once. A BLAS picks its kernel by the number of rows: a single row goes through a matrix-vector
 kernel, several through a matrix-matrix kernel, and the two add the same products up in different
 orders. So the last bits of a student's logits, and now and then a sampled token, would depend on
-how many others are writing.
+how many others are writing. Two kernels here do not:
 
-oneDNN's matrix product (the library behind PyTorch's CPU convolutions) adds up every row the same
-way for any number of rows from two up, whatever the other rows hold. A lone row mostly takes that
-same path too, but for some shapes (a long sum, such as the MLP's second product) oneDNN splits a lone
-row's sum over the cores instead: there, and only there, a lone row is padded with a row of zeros.
-Each weight is packed once into oneDNN's own blocked layout, so no call has to rearrange it again.
+- **Our own, in float32** (`row_products.cpp`, on x86 CPUs with AVX2): each output is one running sum over
+  the inputs in order, for any number of rows, and each weight is packed once in blocks of 32 outputs that
+  read as one stream of memory. PyTorch compiles it on first use (a C++ compiler and ninja are needed) and
+  keeps the build for later runs; where it cannot be built, a line on stderr says why and oneDNN multiplies.
+- **oneDNN's** (the library behind PyTorch's CPU convolutions), in bfloat16, and in float32 where ours
+  cannot run. It adds up every row the same way for any number of rows from two up, whatever the other rows
+  hold. A lone row mostly takes that same path too, but for some shapes (a long sum, such as the MLP's
+  second product) oneDNN splits a lone row's sum over the cores instead: there, and only there, a lone row
+  is padded with a row of zeros. Each weight is packed once into oneDNN's own blocked layout.
+
 `model.serving.engine.check_row_invariance` confirms the property on the machine the app runs on.
 
 oneDNN also builds a kernel for each number of rows it meets, and keeps it: memory that grows with
 every new group size a class happens to make. Past EXACT_ROWS a product is padded up to a multiple of
 ROW_STEP, so a server meets a bounded set of row counts, and `build_kernels` builds them all at start.
 """
+import functools
+import os
+import shutil
+import sys
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
 EXACT_ROWS = 32  # up to this many rows (a class writing one token each) a product runs on exactly its rows
 ROW_STEP = 32  # past EXACT_ROWS (prompts read together), on the next multiple of this: a few zero rows at most
+KERNEL_SOURCE = Path(__file__).with_name("row_products.cpp")
+KERNELS = ("row_products", "onednn")
 
 
 def available() -> bool:
@@ -37,19 +50,67 @@ def bfloat16_available() -> bool:
     return not available() or torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
+@functools.cache
+def row_products_kernel():
+    """Our float32 kernel (row_products.cpp), compiled on first use; None where it cannot run or be built here."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability not in ("AVX2", "AVX512"):  # its instructions are AVX2's (an AVX-512 CPU has them too)
+        return None
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        return _unavailable(f"no C++ compiler ({compiler!r} is not on PATH)")
+    if shutil.which("ninja") is None:
+        try:  # pip's ninja: its binary sits beside the package, on PATH only in an activated environment
+            import ninja
+            os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+        except ImportError:
+            return _unavailable("ninja is missing (pip install ninja)")
+    from torch.utils import cpp_extension  # imports setuptools: only where the kernel is built
+
+    # A folder per PyTorch release: a build for another release's headers must not be loaded.
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
+    build = Path(root) / f"row_products-torch{torch.__version__}"
+    build.mkdir(parents=True, exist_ok=True)
+    if not (build / "row_products.so").exists():
+        print(f"compiling {KERNEL_SOURCE.name}, the writer's float32 products (once, about half a minute) ...",
+              file=sys.stderr, flush=True)
+    try:
+        return cpp_extension.load("row_products", [str(KERNEL_SOURCE)], build_directory=str(build),
+                                  extra_cflags=["-O3", "-mavx2", "-mfma", "-fopenmp"])
+    except Exception as error:  # a compiler or linker message: the writer still works, with oneDNN
+        return _unavailable(f"the build failed ({type(error).__name__}: {str(error).strip().splitlines()[-1][:300]})")
+
+
+def _unavailable(why: str) -> None:
+    print(f"note: the writer multiplies with oneDNN, not {KERNEL_SOURCE.name}: {why}", file=sys.stderr, flush=True)
+    return None
+
+
+def default_kernel(dtype: torch.dtype) -> str:
+    """Ours for float32 where it runs, oneDNN's otherwise (bfloat16 always)."""
+    return "row_products" if dtype == torch.float32 and row_products_kernel() is not None else "onednn"
+
+
 class RowInvariantLinear(nn.Module):
-    """nn.Linear's function (inference only), computed by oneDNN with the weight packed once.
+    """nn.Linear's function (inference only), computed by a row-invariant kernel with the weight packed once.
 
     It keeps the very weight and bias of the nn.Linear it replaces (the same Parameters: the checkpoint's
     names, the tie and the sharing with the reference survive), and multiplies by a packed copy of the
-    weight in oneDNN's own layout.
+    weight in its kernel's own layout. kernel: "row_products" or "onednn"; by default `default_kernel`.
     """
 
-    def __init__(self, linear: nn.Linear):
+    def __init__(self, linear: nn.Linear, kernel: str | None = None):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight, self.bias = linear.weight, linear.bias
-        self.packed_weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach().contiguous(), None)
+        self.kernel = kernel or default_kernel(linear.weight.dtype)
+        if self.kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
+        weight = linear.weight.detach().contiguous()
+        if self.kernel == "row_products":
+            self.packed_weight = row_products_kernel().pack(weight)  # (out, in) -> (out / 32, in, 32)
+        else:
+            self.packed_weight = torch.ops.mkldnn._reorder_linear_weight(weight, None)
         self.pad_lone_row = not self._lone_row_sums_as_among_others()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -61,19 +122,21 @@ class RowInvariantLinear(nn.Module):
         return self._product(rows)[:n].view(*x.shape[:-1], self.out_features)
 
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.kernel == "row_products":
+            return row_products_kernel().linear(rows, self.packed_weight, self.bias, self.out_features)
         return torch.ops.mkldnn._linear_pointwise(rows, self.packed_weight, self.bias, "none", [], "")
 
     @torch.inference_mode()
     def _lone_row_sums_as_among_others(self) -> bool:
         """Whether a row alone gets the very bits it gets among others, with this shape on this many cores
-        (oneDNN chooses its path by shape and cores, never by the values). Eight probe rows, each alone: a
+        (oneDNN chooses its path by shape and cores, never by the values; ours has one path). Eight probe rows, each alone: a
         half-precision output can round two different sums to the same number, never eight rows' worth."""
         probe = torch.randn(8, self.in_features, generator=torch.Generator().manual_seed(0)).to(self.weight.dtype)
         among = self._product(probe)
         return all(torch.equal(self._product(probe[i:i + 1]), among[i:i + 1]) for i in range(len(probe)))
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, packed for oneDNN"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, packed for {self.kernel}"
                 f"{', a lone row padded' if self.pad_lone_row else ''}")
 
 
@@ -92,10 +155,11 @@ _built: set[tuple] = set()  # (in, out, dtype, bias?, rows): the kernels this pr
 def build_kernels(model: nn.Module, most_rows: int) -> int:
     """Run each shape of product in `model` once for every row count a product of up to `most_rows` rows runs on,
     so that oneDNN builds its kernels now, before the first request, and memory stays flat afterwards.
-    Returns how many row counts there are; a kernel this process has built already is not built again."""
+    Returns how many row counts there are; a kernel this process has built already is not built again.
+    Our own kernel (row_products.cpp) has nothing to build: one code for every count."""
     counts = sorted({rows_computed(n) for n in range(1, most_rows + 1)})
     for layer in model.modules():
-        if not isinstance(layer, RowInvariantLinear):
+        if not isinstance(layer, RowInvariantLinear) or layer.kernel != "onednn":
             continue
         for n in counts:  # oneDNN keys a kernel by shapes and types, never by which weight
             key = (layer.in_features, layer.out_features, layer.weight.dtype, layer.bias is None, n)
@@ -105,10 +169,10 @@ def build_kernels(model: nn.Module, most_rows: int) -> int:
     return len(counts)
 
 
-def use_row_invariant_products(model: nn.Module) -> nn.Module:
-    """Replace every nn.Linear of `model` (in place) by a RowInvariantLinear."""
+def use_row_invariant_products(model: nn.Module, kernel: str | None = None) -> nn.Module:
+    """Replace every nn.Linear of `model` (in place) by a RowInvariantLinear (its kernel: see RowInvariantLinear)."""
     for parent in list(model.modules()):
         for name, child in parent.named_children():
             if isinstance(child, nn.Linear):
-                setattr(parent, name, RowInvariantLinear(child))
+                setattr(parent, name, RowInvariantLinear(child, kernel))
     return model

@@ -39,8 +39,8 @@ def in_dtype(model: GPT, dtype: str) -> GPT:
 def load_writer(reference: GPT2LMHeadModel, dtype: str = "float32") -> GPT:
     """Our correctly loaded GPT that writes, laid out for writing many rows at once.
 
-    On the CPU the products are oneDNN's, in float32 or bfloat16, which give a row the same bits alone
-    or among others (model/serving/products.py): the classroom engine relies on it. That packs a copy of
+    On the CPU the products give a row the same bits alone or among others (model/serving/products.py: our
+    own kernel in float32, oneDNN's in bfloat16): the classroom engine relies on it. That packs a copy of
     each matrix; elsewhere float32 shares the reference's memory. bfloat16 and float16 are a copy,
     which halves the bytes read per token. On CUDA it turns cuDNN's attention off for the whole process.
     """

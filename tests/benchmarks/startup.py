@@ -37,7 +37,7 @@ def startup_probe(model_dir: str, device: str, dtype: str) -> dict:
     t = time.perf_counter()
     ours = load_gpt(reference)
     writer = load_writer(reference, dtype)  # the app's writer: held, as the app holds it
-    Engine(writer, thread=False).close()  # the app's engine builds oneDNN's kernels for every number of rows
+    Engine(writer, thread=False).close()  # the app's engine builds oneDNN's kernels (bfloat16) for every number of rows
     out["map_s"] = time.perf_counter() - t
     t = time.perf_counter()
     report = verify(reference, ours=ours)
