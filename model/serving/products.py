@@ -129,8 +129,8 @@ class RowInvariantLinear(nn.Module):
     @torch.inference_mode()
     def _lone_row_sums_as_among_others(self) -> bool:
         """Whether a row alone gets the very bits it gets among others, with this shape on this many cores
-        (oneDNN chooses its path by shape and cores, never by the values; ours has one path). Eight probe rows, each alone: a
-        half-precision output can round two different sums to the same number, never eight rows' worth."""
+        (oneDNN chooses its path by shape and cores, never by the values; ours has one path). Eight probe rows,
+        each alone: a half-precision output can round two different sums to the same number, never eight rows'."""
         probe = torch.randn(8, self.in_features, generator=torch.Generator().manual_seed(0)).to(self.weight.dtype)
         among = self._product(probe)
         return all(torch.equal(self._product(probe[i:i + 1]), among[i:i + 1]) for i in range(len(probe)))
