@@ -68,9 +68,13 @@ class KVCache:
         self.keys[layer, :, :, self.length:end] = k
         self.values[layer, :, :, self.length:end] = v
         keys, values = self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
-        if layer == self.last_layer:  # every layer has stored these positions: the next step starts after them
-            self.length = end
+        self.stored(layer, k.size(2))
         return keys, values
+
+    def stored(self, layer: int, positions: int):
+        """Count `positions` more once the last layer has stored them: the next step starts after them."""
+        if layer == self.last_layer:
+            self.length += positions
 
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None) -> torch.Tensor:

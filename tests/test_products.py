@@ -111,18 +111,25 @@ def test_the_float32_writer_multiplies_with_our_kernel_where_it_can_be_built(tin
 
 @pytest.mark.parametrize("compiler, why", [("no-such-compiler", "no C++ compiler ('no-such-compiler' is not on PATH)"),
                                            ("false", "the build failed")], ids=["no compiler", "the build fails"])
-def test_without_a_working_compiler_the_writer_says_why_and_multiplies_with_onednn(tmp_path, compiler, why):
-    """A teacher's laptop or a Space without a C++ compiler still writes, a line on stderr saying why it is slower."""
+def test_without_a_working_compiler_the_writer_says_why_and_uses_pytorchs_own_operations(tmp_path, compiler, why,
+                                                                                         tiny_dir):
+    """A teacher's laptop or a Space without a C++ compiler still writes, a line on stderr for each of our kernels
+    saying why it is slower: oneDNN multiplies, the course's attention attends."""
     if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
-        pytest.skip("this CPU never builds our kernel: the fallback is the only path here")
-    script = ("import torch; from model.serving.products import default_kernel; "
-              "print(default_kernel(torch.float32)); print(default_kernel(torch.bfloat16))")
+        pytest.skip("this CPU never builds our kernels: the fallback is the only path here")
+    script = ("import sys, torch; from model.loading.reference import load_reference; "
+              "from model.serving.writer import load_writer; from model.serving.sequence import write_greedily; "
+              "from model.serving.products import default_kernel; "
+              "writer = load_writer(load_reference(sys.argv[1], device='cpu')); "
+              "print(default_kernel(torch.float32), default_kernel(torch.bfloat16)); "
+              "print(type(writer.transformer.h[0].attn).__name__, len(write_greedily(writer, [1, 2, 3], 5)))")
     env = dict(os.environ, CXX=compiler, TORCH_EXTENSIONS_DIR=str(tmp_path))  # an empty build cache
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run([sys.executable, "-c", script, str(tiny_dir)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["onednn", "onednn"]
+    assert done.stdout.split() == ["onednn", "onednn", "CausalSelfAttention", "5"]
     assert f"note: the writer multiplies with oneDNN, not row_products.cpp: {why}" in done.stderr
+    assert f"note: the writer attends row by row with PyTorch's attention, not row_attention.cpp: {why}" in done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -8,8 +8,8 @@ how many others are writing. Two kernels here do not:
 
 - **Our own, in float32** (`row_products.cpp`, on x86 CPUs with AVX2): each output is one running sum over
   the inputs in order, for any number of rows, and each weight is packed once in blocks of 32 outputs that
-  read as one stream of memory. PyTorch compiles it on first use (a C++ compiler and ninja are needed) and
-  keeps the build for later runs; where it cannot be built, a line on stderr says why and oneDNN multiplies.
+  read as one stream of memory. PyTorch compiles it on first use (model/serving/kernels.py: a C++ compiler and
+  ninja are needed) and keeps the build; where it cannot be built, a line on stderr says why and oneDNN multiplies.
 - **oneDNN's** (the library behind PyTorch's CPU convolutions), in bfloat16, and in float32 where ours
   cannot run. It adds up every row the same way for any number of rows from two up, whatever the other rows
   hold. A lone row mostly takes that same path too, but for some shapes (a long sum, such as the MLP's
@@ -22,19 +22,14 @@ oneDNN also builds a kernel for each number of rows it meets, and keeps it: memo
 every new group size a class happens to make. Past EXACT_ROWS a product is padded up to a multiple of
 ROW_STEP, so a server meets a bounded set of row counts, and `build_kernels` builds them all at start.
 """
-import functools
-import os
-import shutil
-import sys
-from pathlib import Path
-
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from model.serving.kernels import load_kernel
+
 EXACT_ROWS = 32  # up to this many rows (a class writing one token each) a product runs on exactly its rows
 ROW_STEP = 32  # past EXACT_ROWS (prompts read together), on the next multiple of this: a few zero rows at most
-KERNEL_SOURCE = Path(__file__).with_name("row_products.cpp")
 KERNELS = ("row_products", "onednn")
 
 
@@ -50,40 +45,9 @@ def bfloat16_available() -> bool:
     return not available() or torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-@functools.cache
 def row_products_kernel():
     """Our float32 kernel (row_products.cpp), compiled on first use; None where it cannot run or be built here."""
-    capability = torch.backends.cpu.get_cpu_capability()
-    if capability not in ("AVX2", "AVX512"):  # its instructions are AVX2's (an AVX-512 CPU has them too)
-        return None
-    compiler = os.environ.get("CXX", "c++")
-    if shutil.which(compiler) is None:
-        return _unavailable(f"no C++ compiler ({compiler!r} is not on PATH)")
-    if shutil.which("ninja") is None:
-        try:  # pip's ninja: its binary sits beside the package, on PATH only in an activated environment
-            import ninja
-            os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
-        except ImportError:
-            return _unavailable("ninja is missing (pip install ninja)")
-    from torch.utils import cpp_extension  # imports setuptools: only where the kernel is built
-
-    # A folder per PyTorch release: a build for another release's headers must not be loaded.
-    root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
-    build = Path(root) / f"row_products-torch{torch.__version__}"
-    build.mkdir(parents=True, exist_ok=True)
-    if not (build / "row_products.so").exists():
-        print(f"compiling {KERNEL_SOURCE.name}, the writer's float32 products (once, about half a minute) ...",
-              file=sys.stderr, flush=True)
-    try:
-        return cpp_extension.load("row_products", [str(KERNEL_SOURCE)], build_directory=str(build),
-                                  extra_cflags=["-O3", "-mavx2", "-mfma", "-fopenmp"])
-    except Exception as error:  # a compiler or linker message: the writer still works, with oneDNN
-        return _unavailable(f"the build failed ({type(error).__name__}: {str(error).strip().splitlines()[-1][:300]})")
-
-
-def _unavailable(why: str) -> None:
-    print(f"note: the writer multiplies with oneDNN, not {KERNEL_SOURCE.name}: {why}", file=sys.stderr, flush=True)
-    return None
+    return load_kernel("row_products", "the writer's float32 products", "multiplies with oneDNN")
 
 
 def default_kernel(dtype: torch.dtype) -> str:

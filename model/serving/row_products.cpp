@@ -6,7 +6,8 @@
 // threads: a row cannot get other bits among others. The weight is packed once so that a block of 32 outputs
 // reads as one stream of memory, which the CPU's prefetchers follow at full speed.
 //
-// Built by PyTorch's C++ extension loader on first use (model/serving/products.py); nothing else calls it.
+// Built by PyTorch's C++ extension loader on first use (model/serving/kernels.py); model/serving/products.py
+// calls it.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
@@ -15,8 +16,9 @@
 #include <vector>
 
 constexpr int64_t BLOCK = 32;       // outputs per block: four AVX2 vectors of 8 floats
-constexpr int64_t K_CHUNK = 128;    // inputs per pass over a block: 16 KB of weights, kept in L1 for every row
+constexpr int64_t K_CHUNK = 64;     // inputs per pass over a block: 8 KB of weights, in L1 beside 30 rows of inputs
 constexpr int ROWS_TOGETHER = 3;    // 3 rows x 4 vectors = 12 running sums in registers (AVX2 has 16)
+constexpr int64_t PREFETCH_FROM_GROUPS = 2;  // groups of rows from which the next block is fetched ahead
 
 // (out, in) -> (blocks, in, BLOCK): block b holds outputs 32b .. 32b+31, input by input. Outputs past `out`
 // are zero weights, computed and never written.
@@ -71,10 +73,19 @@ torch::Tensor linear(torch::Tensor x, torch::Tensor packed, c10::optional<torch:
     for (int64_t blk = first; blk < last; ++blk) {
       const float* block = W + blk * in * BLOCK;
       std::fill(sums.begin(), sums.end(), 0.0f);
+      // Many rows take long enough over a block for the CPU to wait on memory between blocks: ask for the next
+      // block into L2 meanwhile, a few lines before each group of rows. A lone row streams at memory's speed anyway.
+      const char* next = reinterpret_cast<const char*>(block + in * BLOCK);
+      int64_t groups = rows / ROWS_TOGETHER, chunks = (in + K_CHUNK - 1) / K_CHUNK;
+      int64_t lines = blk + 1 < last && groups >= PREFETCH_FROM_GROUPS ? in * BLOCK * 4 / 64 : 0;
+      int64_t lines_per_group = lines / std::max<int64_t>(1, chunks * groups) + 1, line = 0;
       for (int64_t k0 = 0; k0 < in; k0 += K_CHUNK) {
         int64_t k1 = std::min(in, k0 + K_CHUNK), r = 0;
-        for (; r + ROWS_TOGETHER <= rows; r += ROWS_TOGETHER)
+        for (; r + ROWS_TOGETHER <= rows; r += ROWS_TOGETHER) {
+          for (int64_t end = std::min(lines, line + lines_per_group); line < end; ++line)
+            _mm_prefetch(next + 64 * line, _MM_HINT_T1);
           add_inputs<ROWS_TOGETHER>(X + r * in, in, block, k0, k1, sums.data() + r * BLOCK);
+        }
         for (; r < rows; ++r)  // the same sums, a row at a time
           add_inputs<1>(X + r * in, in, block, k0, k1, sums.data() + r * BLOCK);
       }

@@ -9,6 +9,7 @@ from transformers import GPT2LMHeadModel
 from model.gpt import GPT
 from model.loading.mapping import load_gpt
 from model.serving import products
+from model.serving.attention import use_row_attention
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -40,7 +41,8 @@ def load_writer(reference: GPT2LMHeadModel, dtype: str = "float32") -> GPT:
     """Our correctly loaded GPT that writes, laid out for writing many rows at once.
 
     On the CPU the products give a row the same bits alone or among others (model/serving/products.py: our
-    own kernel in float32, oneDNN's in bfloat16): the classroom engine relies on it. That packs a copy of
+    own kernel in float32, oneDNN's in bfloat16), and so does float32's attention for a written token
+    (model/serving/attention.py): the classroom engine relies on it. The products pack a copy of
     each matrix; elsewhere float32 shares the reference's memory. bfloat16 and float16 are a copy,
     which halves the bytes read per token. On CUDA it turns cuDNN's attention off for the whole process.
     """
@@ -54,5 +56,5 @@ def load_writer(reference: GPT2LMHeadModel, dtype: str = "float32") -> GPT:
     if dtype != "float32":
         model = in_dtype(model, dtype)
     if device.type == "cpu" and products.available():
-        return products.use_row_invariant_products(model)
-    return model
+        model = products.use_row_invariant_products(model)
+    return use_row_attention(model)
