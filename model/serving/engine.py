@@ -9,10 +9,10 @@ reading one. Each new token goes to its request at once. A request that stops (i
 <|endoftext|>, Stop, a client gone) leaves at the next step and its cache is freed.
 
 Every row is computed exactly as it would be alone: the model's products give each row the same
-bits whatever the other rows hold (model/serving/products.py), attention reads each row's own cache, and
-each request samples with its own seeded generator. `check_row_invariance` confirms it on the
-machine the app runs on. When nobody has written for a moment, the memory freed is given back to the
-system.
+bits whatever the other rows hold (model/serving/products.py), attention reads each row's own cache
+(model/serving/attention.py: each row and head on its own), and each request samples with its own seeded
+generator. `check_row_invariance` confirms it on the machine the app runs on. When nobody has written for
+a moment, the memory freed is given back to the system.
 """
 import queue
 import threading
