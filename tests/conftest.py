@@ -51,8 +51,9 @@ def one_torch_thread():
 
 @pytest.fixture
 def cpu_writes_bfloat16():
-    """For a test of the bfloat16 writer on the CPU: skipped, saying why, on a CPU that cannot multiply bfloat16 with
-    oneDNN (AVX2 only). There the writer refuses bfloat16, which test_products checks on every CPU."""
+    """For a test of the bfloat16 writer on the CPU: skipped, saying why, on a CPU where neither our kernel (no
+    compiler) nor oneDNN (AVX2 only) multiplies bfloat16. There the writer refuses bfloat16, which test_products
+    checks on every CPU."""
     if not products.bfloat16_available():
         pytest.skip(f"this CPU ({torch.backends.cpu.get_cpu_capability()}) cannot write in bfloat16")
 

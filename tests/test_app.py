@@ -159,7 +159,7 @@ def test_python_m_demo_says_why_it_cannot_start(tmp_path, capsys):
 
 
 def test_python_m_demo_says_at_once_when_this_cpu_cannot_write_bfloat16(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(products, "bfloat16_available", lambda: False)  # an AVX2 CPU, whatever this one is
+    monkeypatch.setattr(products, "bfloat16_available", lambda: False)  # AVX2 only, and no compiler
     # Before any download: the missing folder is not even looked at.
     assert demo_main(["--model", str(tmp_path / "missing"), "--device", "cpu", "--dtype", "bfloat16"]) == 2
     assert "error: this CPU cannot write in bfloat16" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """The writing model's products: nn.Linear's numbers, and the same bits for a row alone or among others."""
+import copy
 import multiprocessing
 import os
 import random
@@ -62,17 +63,60 @@ def test_rows_get_nn_linears_numbers_to_float32_rounding(in_features, out_featur
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
 
 
+def onednn_packs_bfloat16() -> bool:
+    """Whether oneDNN multiplies bfloat16 on this CPU: AVX-512 or AVX-NE-CONVERT, not AVX2 alone."""
+    try:
+        torch.ops.mkldnn._reorder_linear_weight(torch.ones(8, 8, dtype=torch.bfloat16), None)
+        return True
+    except RuntimeError:  # "bf16 path needs the cpu support avx_ne_convert or avx512bw, avx512vl and avx512dq"
+        return False
+
+
+@pytest.mark.parametrize("in_features, out_features, bias", GPT2_MATRICES, ids=GPT2_MATRIX_NAMES)
+@pytest.mark.parametrize("gelu", [False, True], ids=["", "then GELU"])
+def test_bfloat16_rows_get_their_exact_products_rounded_to_bfloat16(in_features, out_features, bias, gelu):
+    """Ours in bfloat16: float32 sums of the bfloat16 weights and inputs, rounded once, as a bfloat16 nn.Linear
+    does: within one step of bfloat16 of the exact product (float64 here), never more."""
+    if products.row_products_kernel() is None:
+        pytest.skip("row_products.cpp cannot run or be built here (stderr says why)")
+    linear = linear_stored_in_out(in_features, out_features, bias).to(torch.bfloat16)
+    x = torch.randn(4, in_features, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)
+    layer = RowInvariantLinear(linear, "row_products")
+    layer.gelu = gelu
+    with torch.no_grad():
+        exact = F.linear(x.double(), linear.weight.double(), None if linear.bias is None else linear.bias.double())
+        exact = F.gelu(exact, approximate="tanh") if gelu else exact
+        got = layer(x)
+    assert got.dtype == torch.bfloat16 and got.shape == (4, out_features)
+    # a bfloat16 step is 2⁻⁷ of the number's power of two: at most 2⁻⁸ relative off, once rounded to nearest
+    assert ((got.double() - exact).abs() <= exact.abs() * 2**-8 + 1e-4).all()
+
+
+@pytest.mark.parametrize("in_features, out_features", [(768, 3072), (80, 70)], ids=["c_fc", "odd"])
+def test_our_kernel_applies_gelu_to_float32_rounding(in_features, out_features):
+    if products.row_products_kernel() is None:
+        pytest.skip("row_products.cpp cannot run or be built here (stderr says why)")
+    linear = linear_stored_in_out(in_features, out_features)
+    x = torch.randn(3, in_features, generator=torch.Generator().manual_seed(1))
+    layer = RowInvariantLinear(linear, "row_products")
+    with torch.no_grad():
+        product = layer(x)
+        layer.gelu = True
+        got = layer(x)
+    torch.testing.assert_close(got, F.gelu(product, approximate="tanh"), rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("dtype, kernel_name", [(torch.float32, "row_products"), (torch.float32, "onednn"),
-                                                (torch.bfloat16, "onednn")], ids=["float32-ours", "float32-onednn",
-                                                                                   "bfloat16-onednn"])
+                                                (torch.bfloat16, "row_products"), (torch.bfloat16, "onednn")],
+                         ids=["float32-ours", "float32-onednn", "bfloat16-ours", "bfloat16-onednn"])
 @pytest.mark.parametrize("in_features, out_features, bias", GPT2_MATRICES + [(32, 96, True), (80, 64, True)],
                          ids=GPT2_MATRIX_NAMES + ["tiny", "odd"])
 def test_a_row_gets_the_same_bits_alone_and_among_any_number_of_others(in_features, out_features, bias, dtype,
-                                                                        kernel_name, request):
-    if dtype == torch.bfloat16:
-        request.getfixturevalue("cpu_writes_bfloat16")
+                                                                        kernel_name):
     if kernel_name == "row_products" and products.row_products_kernel() is None:
         pytest.skip("row_products.cpp cannot run or be built here (stderr says why)")
+    if (dtype, kernel_name) == (torch.bfloat16, "onednn") and not onednn_packs_bfloat16():
+        pytest.skip(f"oneDNN cannot multiply bfloat16 on this CPU ({torch.backends.cpu.get_cpu_capability()})")
     layer = RowInvariantLinear(linear_stored_in_out(in_features, out_features, bias).to(dtype), kernel_name)
     generator = torch.Generator().manual_seed(2)
     row = torch.randn(1, in_features, generator=generator).to(dtype)
@@ -193,17 +237,40 @@ def test_a_bfloat16_writer_multiplies_packed_bfloat16_and_keeps_the_tie(tiny_ref
     assert writer.transformer.h[0].mlp.c_fc.packed_weight.dtype == torch.bfloat16  # half the bytes to read
 
 
-def test_the_writer_knows_whether_this_cpu_can_pack_bfloat16():
-    try:
-        torch.ops.mkldnn._reorder_linear_weight(torch.ones(8, 8, dtype=torch.bfloat16), None)
-        packs = True
-    except RuntimeError:  # "bf16 path needs the cpu support avx_ne_convert or avx512bw, avx512vl and avx512dq"
-        packs = False
-    assert products.bfloat16_available() == packs
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_writers_mlp_computes_gelu_in_its_first_product_where_that_is_ours(tiny_reference, dtype, request):
+    if dtype == "bfloat16":
+        request.getfixturevalue("cpu_writes_bfloat16")
+    mlp = load_writer(tiny_reference, dtype).transformer.h[0].mlp
+    if mlp.c_fc.kernel == "row_products":
+        assert mlp.c_fc.gelu and type(mlp.gelu) is nn.Identity  # GELU once, at the end of c_fc
+    else:
+        assert not mlp.c_fc.gelu and type(mlp.gelu) is nn.GELU
+
+
+def test_gelu_moves_into_the_product_only_for_gpt2s_own_gelu(tiny_ours):
+    """A variant with another activation (the exact GELU, say) keeps it: the kernel computes the tanh one only."""
+    if products.row_products_kernel() is None:
+        pytest.skip("row_products.cpp cannot run or be built here (stderr says why)")
+    model = copy.deepcopy(tiny_ours)
+    model.transformer.h[0].mlp.gelu = nn.GELU()
+    products.gelu_in_products(use_row_invariant_products(model))
+    first, second = model.transformer.h[0].mlp, model.transformer.h[1].mlp
+    assert (first.c_fc.gelu, type(first.gelu)) == (False, nn.GELU)
+    assert (second.c_fc.gelu, type(second.gelu)) == (True, nn.Identity)
+
+
+def test_the_writer_writes_bfloat16_with_onednn_where_it_can_and_with_ours_elsewhere():
+    assert products.onednn_multiplies_bfloat16() == onednn_packs_bfloat16()
+    assert products.bfloat16_available() == (products.row_products_kernel() is not None or onednn_packs_bfloat16())
+    if onednn_packs_bfloat16():  # AVX-512: oneDNN's bfloat16 instructions
+        assert products.default_kernel(torch.bfloat16) == "onednn"
+    elif products.row_products_kernel() is not None:  # AVX2 only: ours, no bfloat16 instructions needed
+        assert products.default_kernel(torch.bfloat16) == "row_products"
 
 
 def test_a_cpu_that_cannot_write_bfloat16_is_told_to_use_float32(tiny_reference, monkeypatch):
-    monkeypatch.setattr(products, "bfloat16_available", lambda: False)  # an AVX2 CPU, whatever this one is
+    monkeypatch.setattr(products, "bfloat16_available", lambda: False)  # AVX2 only, and no compiler
     with pytest.raises(ValueError, match="this CPU cannot write in bfloat16: .* use --dtype float32"):
         load_writer(tiny_reference, "bfloat16")
     with pytest.raises(ValueError, match="float16 is for GPUs; on the CPU use --dtype float32"):

@@ -6,12 +6,15 @@ kernel, several through a matrix-matrix kernel, and the two add the same product
 orders. So the last bits of a student's logits, and now and then a sampled token, would depend on
 how many others are writing. Two kernels here do not:
 
-- **Our own, in float32** (`row_products.cpp`, on x86 CPUs with AVX2): each output is one running sum over
-  the inputs in order, for any number of rows, and each weight is packed once in blocks of 32 outputs that
-  read as one stream of memory. PyTorch compiles it on first use (model/serving/kernels.py: a C++ compiler and
-  ninja are needed) and keeps the build; where it cannot be built, a line on stderr says why and oneDNN multiplies.
-- **oneDNN's** (the library behind PyTorch's CPU convolutions), in bfloat16, and in float32 where ours
-  cannot run. It adds up every row the same way for any number of rows from two up, whatever the other rows
+- **Our own** (`row_products.cpp`, on x86 CPUs with AVX2), in float32, and in bfloat16 where oneDNN cannot
+  multiply it: each output is one float32 running sum over the inputs in order, for any number of rows, and each
+  weight is packed once in blocks of 32 outputs that read as one stream of memory (in bfloat16, half the bytes:
+  any AVX2 CPU widens them to float32 exactly, with no bfloat16 instructions). PyTorch compiles it on first use
+  (model/serving/kernels.py: a C++ compiler and ninja are needed) and keeps the build; where it cannot be built,
+  a line on stderr says why and oneDNN multiplies.
+- **oneDNN's** (the library behind PyTorch's CPU convolutions), in bfloat16 on CPUs with AVX-512 (there its
+  bfloat16 instructions do twice the multiply-adds, which a class's many rows use), and where ours cannot run.
+  It adds up every row the same way for any number of rows from two up, whatever the other rows
   hold. A lone row mostly takes that same path too, but for some shapes (a long sum, such as the MLP's
   second product) oneDNN splits a lone row's sum over the cores instead: there, and only there, a lone row
   is padded with a row of zeros. Each weight is packed once into oneDNN's own blocked layout.
@@ -26,6 +29,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from model.gpt import MLP
 from model.serving.kernels import load_kernel
 
 EXACT_ROWS = 32  # up to this many rows (a class writing one token each) a product runs on exactly its rows
@@ -38,21 +42,31 @@ def available() -> bool:
     return torch.backends.mkldnn.is_available()
 
 
+def onednn_multiplies_bfloat16() -> bool:
+    """Whether oneDNN multiplies bfloat16 here: on x86 CPUs with AVX-512 (BW, VL and DQ) or AVX-NE-CONVERT. One
+    with AVX2 only (many laptops, AMD's before Zen 4) has neither, and packing a bfloat16 weight fails there."""
+    return available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def bfloat16_available() -> bool:
-    """Whether the writer can multiply in bfloat16 here. oneDNN does it on x86 CPUs with AVX-512 (BW, VL and
-    DQ) or AVX-NE-CONVERT; one with AVX2 only (many laptops, AMD's before Zen 4) has neither, and packing a
-    bfloat16 weight fails there. Without oneDNN the writer keeps nn.Linear, which multiplies bfloat16 anywhere."""
-    return not available() or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    """Whether the writer can multiply in bfloat16 here: with oneDNN, or else with our kernel (any x86 CPU with
+    AVX2 and a C++ compiler). Without oneDNN (not an x86 build of PyTorch) the writer keeps nn.Linear, which
+    multiplies bfloat16 anywhere."""
+    return not available() or onednn_multiplies_bfloat16() or row_products_kernel() is not None
 
 
 def row_products_kernel():
-    """Our float32 kernel (row_products.cpp), compiled on first use; None where it cannot run or be built here."""
-    return load_kernel("row_products", "the writer's float32 products", "multiplies with oneDNN")
+    """Our kernel (row_products.cpp), compiled on first use; None where it cannot run or be built here."""
+    return load_kernel("row_products", "the writer's products", "multiplies with oneDNN")
 
 
 def default_kernel(dtype: torch.dtype) -> str:
-    """Ours for float32 where it runs, oneDNN's otherwise (bfloat16 always)."""
-    return "row_products" if dtype == torch.float32 and row_products_kernel() is not None else "onednn"
+    """Ours where it runs, but oneDNN's for bfloat16 where oneDNN multiplies it; oneDNN's otherwise. One kernel
+    for every number of rows: a row alone and among others must be added up by the same one."""
+    if dtype == torch.bfloat16 and onednn_multiplies_bfloat16():
+        return "onednn"
+    ours = dtype in (torch.float32, torch.bfloat16) and row_products_kernel() is not None
+    return "row_products" if ours else "onednn"
 
 
 class RowInvariantLinear(nn.Module):
@@ -75,10 +89,13 @@ class RowInvariantLinear(nn.Module):
             self.packed_weight = row_products_kernel().pack(weight)  # (out, in) -> (out / 32, in, 32)
         else:
             self.packed_weight = torch.ops.mkldnn._reorder_linear_weight(weight, None)
+        self.gelu = False  # whether our kernel applies GELU to the outputs too (see `gelu_in_products`)
         self.pad_lone_row = not self._lone_row_sums_as_among_others()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)  # (B, T, in) -> (B*T, in): every token is a row
+        if self.kernel == "row_products":  # one path for any number of rows: nothing to pad
+            return self._product(rows).view(*x.shape[:-1], self.out_features)
         n = rows.size(0)
         computed = rows_computed(n, self.pad_lone_row)
         if computed > n:
@@ -87,7 +104,7 @@ class RowInvariantLinear(nn.Module):
 
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
         if self.kernel == "row_products":
-            return row_products_kernel().linear(rows, self.packed_weight, self.bias, self.out_features)
+            return row_products_kernel().linear(rows, self.packed_weight, self.bias, self.out_features, self.gelu)
         return torch.ops.mkldnn._linear_pointwise(rows, self.packed_weight, self.bias, "none", [], "")
 
     @torch.inference_mode()
@@ -101,7 +118,7 @@ class RowInvariantLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, packed for {self.kernel}"
-                f"{', a lone row padded' if self.pad_lone_row else ''}")
+                f"{', then GELU' if self.gelu else ''}{', a lone row padded' if self.pad_lone_row else ''}")
 
 
 def rows_computed(n: int, pad_lone_row: bool = False) -> int:
@@ -139,4 +156,15 @@ def use_row_invariant_products(model: nn.Module, kernel: str | None = None) -> n
         for name, child in parent.named_children():
             if isinstance(child, nn.Linear):
                 setattr(parent, name, RowInvariantLinear(child, kernel))
+    return model
+
+
+def gelu_in_products(model: nn.Module) -> nn.Module:
+    """`model` (in place) with each MLP's GELU computed by our kernel at the end of the MLP's first product (c_fc),
+    where that product is ours: one call instead of two, and the MLP's wide hidden layer written once. The MLP's
+    `gelu` becomes nn.Identity, so that its forward (model/gpt.py) is unchanged and GELU is applied once."""
+    for mlp in model.modules():
+        if (isinstance(mlp, MLP) and isinstance(mlp.c_fc, RowInvariantLinear) and mlp.c_fc.kernel == "row_products"
+                and type(mlp.gelu) is nn.GELU and mlp.gelu.approximate == "tanh"):  # GPT-2's; another GELU stays
+            mlp.c_fc.gelu, mlp.gelu = True, nn.Identity()
     return model

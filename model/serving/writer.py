@@ -24,8 +24,9 @@ def check_dtype(dtype: str, device: torch.device):
                          + ("bfloat16" if products.bfloat16_available() else "float32"))
     if dtype == "bfloat16" and not products.bfloat16_available():
         raise ValueError(f"this CPU cannot write in bfloat16: its widest vector instructions are "
-                         f"{torch.backends.cpu.get_cpu_capability()}, and oneDNN's bfloat16 products need AVX-512 or "
-                         f"AVX-NE-CONVERT; use --dtype float32 (verification is float32 either way)")
+                         f"{torch.backends.cpu.get_cpu_capability()}: oneDNN's bfloat16 products need AVX-512 or "
+                         f"AVX-NE-CONVERT, and our own (row_products.cpp, AVX2) could not be built (a note above says why); "
+                         f"use --dtype float32 (verification is float32 either way)")
 
 
 def in_dtype(model: GPT, dtype: str) -> GPT:
@@ -41,10 +42,10 @@ def load_writer(reference: GPT2LMHeadModel, dtype: str = "float32") -> GPT:
     """Our correctly loaded GPT that writes, laid out for writing many rows at once.
 
     On the CPU the products give a row the same bits alone or among others (model/serving/products.py: our
-    own kernel in float32, oneDNN's in bfloat16), and so does float32's attention for a written token
-    (model/serving/attention.py): the classroom engine relies on it. The products pack a copy of
-    each matrix; elsewhere float32 shares the reference's memory. bfloat16 and float16 are a copy,
-    which halves the bytes read per token. On CUDA it turns cuDNN's attention off for the whole process.
+    own kernel, or oneDNN's), and so does the attention for a written token (model/serving/attention.py): the
+    classroom engine relies on it. The products pack a copy of each matrix (ours also computes the MLP's GELU at
+    the end of its first product); elsewhere float32 shares the reference's memory. bfloat16 and float16 are a
+    copy, which halves the bytes read per token. On CUDA it turns cuDNN's attention off for the whole process.
     """
     device = reference.device
     check_dtype(dtype, device)
@@ -56,5 +57,5 @@ def load_writer(reference: GPT2LMHeadModel, dtype: str = "float32") -> GPT:
     if dtype != "float32":
         model = in_dtype(model, dtype)
     if device.type == "cpu" and products.available():
-        model = products.use_row_invariant_products(model)
+        model = products.gelu_in_products(products.use_row_invariant_products(model))
     return use_row_attention(model)
