@@ -20,6 +20,7 @@ from model.memory import release_freed_memory
 from model.proof.evidence import reference_greedy
 from model.sampling import SamplingSettings
 from model.serving import products
+from model.serving.kernels import writer_kernels
 from model.serving.products import RowInvariantLinear, build_kernels, rows_computed, use_row_invariant_products
 from model.serving.sequence import generate
 from model.serving.writer import load_writer
@@ -35,7 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(params=products.KERNELS)
 def kernel(request):
     """Each float32 kernel: ours (row_products.cpp) where this machine can build it, and oneDNN's."""
-    if request.param == "row_products" and products.row_products_kernel() is None:
+    if request.param == "row_products" and writer_kernels() is None:
         pytest.skip(f"row_products.cpp cannot run or be built here ({torch.backends.cpu.get_cpu_capability()}; "
                     f"stderr says why)")
     return request.param
@@ -77,7 +78,7 @@ def onednn_packs_bfloat16() -> bool:
 def test_bfloat16_rows_get_their_exact_products_rounded_to_bfloat16(in_features, out_features, bias, gelu):
     """Ours in bfloat16: float32 sums of the bfloat16 weights and inputs, rounded once, as a bfloat16 nn.Linear
     does: within one step of bfloat16 of the exact product (float64 here), never more."""
-    if products.row_products_kernel() is None:
+    if writer_kernels() is None:
         pytest.skip("row_products.cpp cannot run or be built here (stderr says why)")
     linear = linear_stored_in_out(in_features, out_features, bias).to(torch.bfloat16)
     x = torch.randn(4, in_features, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)
@@ -94,7 +95,7 @@ def test_bfloat16_rows_get_their_exact_products_rounded_to_bfloat16(in_features,
 
 @pytest.mark.parametrize("in_features, out_features", [(768, 3072), (80, 70)], ids=["c_fc", "odd"])
 def test_our_kernel_applies_gelu_to_float32_rounding(in_features, out_features):
-    if products.row_products_kernel() is None:
+    if writer_kernels() is None:
         pytest.skip("row_products.cpp cannot run or be built here (stderr says why)")
     linear = linear_stored_in_out(in_features, out_features)
     x = torch.randn(3, in_features, generator=torch.Generator().manual_seed(1))
@@ -113,7 +114,7 @@ def test_our_kernel_applies_gelu_to_float32_rounding(in_features, out_features):
                          ids=GPT2_MATRIX_NAMES + ["tiny", "odd"])
 def test_a_row_gets_the_same_bits_alone_and_among_any_number_of_others(in_features, out_features, bias, dtype,
                                                                         kernel_name):
-    if kernel_name == "row_products" and products.row_products_kernel() is None:
+    if kernel_name == "row_products" and writer_kernels() is None:
         pytest.skip("row_products.cpp cannot run or be built here (stderr says why)")
     if (dtype, kernel_name) == (torch.bfloat16, "onednn") and not onednn_packs_bfloat16():
         pytest.skip(f"oneDNN cannot multiply bfloat16 on this CPU ({torch.backends.cpu.get_cpu_capability()})")
@@ -132,7 +133,7 @@ def test_a_row_gets_the_same_bits_alone_and_among_any_number_of_others(in_featur
 
 def test_our_kernels_bits_do_not_depend_on_the_number_of_cores():
     """Ours shares out blocks of outputs between the cores, never a sum: one core or all give the same bits."""
-    if products.row_products_kernel() is None:
+    if writer_kernels() is None:
         pytest.skip("row_products.cpp cannot run or be built here (stderr says why)")
     layer = RowInvariantLinear(linear_stored_in_out(3072, 768), "row_products")
     rows = torch.randn(5, 3072, generator=torch.Generator().manual_seed(3))
@@ -149,7 +150,7 @@ def test_our_kernels_bits_do_not_depend_on_the_number_of_cores():
 
 def test_the_float32_writer_multiplies_with_our_kernel_where_it_can_be_built(tiny_reference):
     writer = load_writer(tiny_reference)
-    expected = "row_products" if products.row_products_kernel() is not None else "onednn"
+    expected = "row_products" if writer_kernels() is not None else "onednn"
     assert {layer.kernel for layer in writer.modules() if isinstance(layer, RowInvariantLinear)} == {expected}
 
 
@@ -157,8 +158,8 @@ def test_the_float32_writer_multiplies_with_our_kernel_where_it_can_be_built(tin
                                            ("false", "the build failed")], ids=["no compiler", "the build fails"])
 def test_without_a_working_compiler_the_writer_says_why_and_uses_pytorchs_own_operations(tmp_path, compiler, why,
                                                                                          tiny_dir):
-    """A teacher's laptop or a Space without a C++ compiler still writes, a line on stderr for each of our kernels
-    saying why it is slower: oneDNN multiplies, the course's attention attends."""
+    """A teacher's laptop or a Space without a C++ compiler still writes, a line on stderr saying why it is slower:
+    oneDNN multiplies, the course's Block computes each layer."""
     if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
         pytest.skip("this CPU never builds our kernels: the fallback is the only path here")
     script = ("import sys, torch; from model.loading.reference import load_reference; "
@@ -166,14 +167,14 @@ def test_without_a_working_compiler_the_writer_says_why_and_uses_pytorchs_own_op
               "from model.serving.products import default_kernel; "
               "writer = load_writer(load_reference(sys.argv[1], device='cpu')); "
               "print(default_kernel(torch.float32), default_kernel(torch.bfloat16)); "
-              "print(type(writer.transformer.h[0].attn).__name__, len(write_greedily(writer, [1, 2, 3], 5)))")
+              "print(type(writer.transformer.h[0]).__name__, len(write_greedily(writer, [1, 2, 3], 5)))")
     env = dict(os.environ, CXX=compiler, TORCH_EXTENSIONS_DIR=str(tmp_path))  # an empty build cache
     done = subprocess.run([sys.executable, "-c", script, str(tiny_dir)], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["onednn", "onednn", "CausalSelfAttention", "5"]
-    assert f"note: the writer multiplies with oneDNN, not row_products.cpp: {why}" in done.stderr
-    assert f"note: the writer attends row by row with PyTorch's attention, not row_attention.cpp: {why}" in done.stderr
+    assert done.stdout.split() == ["onednn", "onednn", "Block", "5"]
+    assert done.stderr.count("note: the writer multiplies with oneDNN and attends with PyTorch's attention, not with "
+                             f"its own kernels (model/serving/*.cpp): {why}") == 1
     assert "Traceback" not in done.stderr
 
 
@@ -250,7 +251,7 @@ def test_the_writers_mlp_computes_gelu_in_its_first_product_where_that_is_ours(t
 
 def test_gelu_moves_into_the_product_only_for_gpt2s_own_gelu(tiny_ours):
     """A variant with another activation (the exact GELU, say) keeps it: the kernel computes the tanh one only."""
-    if products.row_products_kernel() is None:
+    if writer_kernels() is None:
         pytest.skip("row_products.cpp cannot run or be built here (stderr says why)")
     model = copy.deepcopy(tiny_ours)
     model.transformer.h[0].mlp.gelu = nn.GELU()
@@ -262,10 +263,10 @@ def test_gelu_moves_into_the_product_only_for_gpt2s_own_gelu(tiny_ours):
 
 def test_the_writer_writes_bfloat16_with_onednn_where_it_can_and_with_ours_elsewhere():
     assert products.onednn_multiplies_bfloat16() == onednn_packs_bfloat16()
-    assert products.bfloat16_available() == (products.row_products_kernel() is not None or onednn_packs_bfloat16())
+    assert products.bfloat16_available() == (writer_kernels() is not None or onednn_packs_bfloat16())
     if onednn_packs_bfloat16():  # AVX-512: oneDNN's bfloat16 instructions
         assert products.default_kernel(torch.bfloat16) == "onednn"
-    elif products.row_products_kernel() is not None:  # AVX2 only: ours, no bfloat16 instructions needed
+    elif writer_kernels() is not None:  # AVX2 only: ours, no bfloat16 instructions needed
         assert products.default_kernel(torch.bfloat16) == "row_products"
 
 

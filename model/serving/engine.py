@@ -10,7 +10,7 @@ reading one. Each new token goes to its request at once. A request that stops (i
 
 Every row is computed exactly as it would be alone: the model's products give each row the same
 bits whatever the other rows hold (model/serving/products.py), attention reads each row's own cache
-(model/serving/attention.py: each row and head on its own), and each request samples with its own seeded
+(model/serving/written_token.py: each row and head on its own), and each request samples with its own seeded
 generator. `check_row_invariance` confirms it on the machine the app runs on. When nobody has written for
 a moment, the memory freed is given back to the system.
 """

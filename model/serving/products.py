@@ -30,7 +30,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from model.gpt import MLP
-from model.serving.kernels import load_kernel
+from model.serving.kernels import writer_kernels
 
 EXACT_ROWS = 32  # up to this many rows (a class writing one token each) a product runs on exactly its rows
 ROW_STEP = 32  # past EXACT_ROWS (prompts read together), on the next multiple of this: a few zero rows at most
@@ -52,12 +52,7 @@ def bfloat16_available() -> bool:
     """Whether the writer can multiply in bfloat16 here: with oneDNN, or else with our kernel (any x86 CPU with
     AVX2 and a C++ compiler). Without oneDNN (not an x86 build of PyTorch) the writer keeps nn.Linear, which
     multiplies bfloat16 anywhere."""
-    return not available() or onednn_multiplies_bfloat16() or row_products_kernel() is not None
-
-
-def row_products_kernel():
-    """Our kernel (row_products.cpp), compiled on first use; None where it cannot run or be built here."""
-    return load_kernel("row_products", "the writer's products", "multiplies with oneDNN")
+    return not available() or onednn_multiplies_bfloat16() or writer_kernels() is not None
 
 
 def default_kernel(dtype: torch.dtype) -> str:
@@ -65,7 +60,7 @@ def default_kernel(dtype: torch.dtype) -> str:
     for every number of rows: a row alone and among others must be added up by the same one."""
     if dtype == torch.bfloat16 and onednn_multiplies_bfloat16():
         return "onednn"
-    ours = dtype in (torch.float32, torch.bfloat16) and row_products_kernel() is not None
+    ours = dtype in (torch.float32, torch.bfloat16) and writer_kernels() is not None
     return "row_products" if ours else "onednn"
 
 
@@ -86,7 +81,7 @@ class RowInvariantLinear(nn.Module):
             raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
         weight = linear.weight.detach().contiguous()
         if self.kernel == "row_products":
-            self.packed_weight = row_products_kernel().pack(weight)  # (out, in) -> (out / 32, in, 32)
+            self.packed_weight = writer_kernels().pack(weight)  # (out, in) -> (out / 32, in, 32)
         else:
             self.packed_weight = torch.ops.mkldnn._reorder_linear_weight(weight, None)
         self.gelu = False  # whether our kernel applies GELU to the outputs too (see `gelu_in_products`)
@@ -104,7 +99,7 @@ class RowInvariantLinear(nn.Module):
 
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
         if self.kernel == "row_products":
-            return row_products_kernel().linear(rows, self.packed_weight, self.bias, self.out_features, self.gelu)
+            return writer_kernels().linear(rows, self.packed_weight, self.bias, self.out_features, self.gelu, None)
         return torch.ops.mkldnn._linear_pointwise(rows, self.packed_weight, self.bias, "none", [], "")
 
     @torch.inference_mode()

@@ -8,9 +8,9 @@
 // (row, head) is computed on its own, in one fixed order, by one core: a row gets the same bits alone or among
 // any number of others, on any number of cores.
 //
-// Built by PyTorch's C++ extension loader on first use (model/serving/kernels.py); model/serving/attention.py
-// calls it.
-#include <torch/extension.h>
+// Part of the writer's kernels (model/serving/kernels.h); written_token.cpp calls it.
+#include "kernels.h"
+
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -69,8 +69,9 @@ static void attend(const T* q, T* K, T* V, int64_t past, int64_t C, int64_t D, f
 // Returns (rows, 1, C) in qkv's type: each row's attention output, heads side by side, as the course's attention
 // gives it.
 template <typename T>
-static torch::Tensor attend_rows(torch::Tensor qkv, std::vector<torch::Tensor>& keys, std::vector<torch::Tensor>& values,
-                                 int64_t layer, std::vector<int64_t>& positions, int64_t n_head) {
+static torch::Tensor attend_rows(torch::Tensor qkv, const std::vector<torch::Tensor>& keys,
+                                 const std::vector<torch::Tensor>& values, int64_t layer,
+                                 const std::vector<int64_t>& positions, int64_t n_head) {
   int64_t rows = qkv.size(0), C = qkv.size(2) / 3, D = C / n_head;
   qkv = qkv.contiguous();
   auto y = torch::empty({rows, 1, C}, qkv.options());
@@ -90,9 +91,9 @@ static torch::Tensor attend_rows(torch::Tensor qkv, std::vector<torch::Tensor>& 
   return y;
 }
 
-torch::Tensor attend_new_positions(torch::Tensor qkv, std::vector<torch::Tensor> keys,
-                                   std::vector<torch::Tensor> values, int64_t layer, std::vector<int64_t> positions,
-                                   int64_t n_head) {
+torch::Tensor attend_new_positions(torch::Tensor qkv, const std::vector<torch::Tensor>& keys,
+                                   const std::vector<torch::Tensor>& values, int64_t layer,
+                                   const std::vector<int64_t>& positions, int64_t n_head) {
   int64_t rows = qkv.size(0);
   auto type = qkv.scalar_type();
   TORCH_CHECK(qkv.dim() == 3 && qkv.size(1) == 1 && (type == torch::kFloat32 || type == torch::kBFloat16),
@@ -107,8 +108,4 @@ torch::Tensor attend_new_positions(torch::Tensor qkv, std::vector<torch::Tensor>
   }
   if (type == torch::kFloat32) return attend_rows<float>(qkv, keys, values, layer, positions, n_head);
   return attend_rows<c10::BFloat16>(qkv, keys, values, layer, positions, n_head);
-}
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("attend_new_positions", &attend_new_positions, "each row's new position stored in its cache and attended");
 }

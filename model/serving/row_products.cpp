@@ -1,5 +1,6 @@
-// The writing model's products on x86 CPUs with AVX2: y = x Wᵀ + b, in float32 or bfloat16, a row's bits the same
-// alone or among any number of other rows, and the weights read at the speed of memory.
+// The writing model's products on x86 CPUs with AVX2: y = x Wᵀ + b (then GELU, or a residual added, if asked), in
+// float32 or bfloat16, a row's bits the same alone or among any number of other rows, and the weights read at the
+// speed of memory.
 //
 // Why by hand: writing a token multiplies one row by every matrix, so the time is reading the weights. Each
 // output here is one running sum over the inputs, k = 0, 1, 2, ... in order, whatever the number of rows or
@@ -8,9 +9,9 @@
 // half the bytes to read; every sum is still float32, and only the outputs are rounded to bfloat16, as a
 // bfloat16 nn.Linear does. AVX2 has no bfloat16 arithmetic and needs none: a bfloat16 is the top half of a float32.
 //
-// Built by PyTorch's C++ extension loader on first use (model/serving/kernels.py); model/serving/products.py
-// calls it.
-#include <torch/extension.h>
+// Part of the writer's kernels (model/serving/kernels.h); model/serving/products.py calls it.
+#include "kernels.h"
+
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 #include <sleef.h>
@@ -28,14 +29,15 @@ using c10::BFloat16;
 
 // (out, in) -> (blocks, in, BLOCK): block b holds outputs 32b .. 32b+31, input by input. Outputs past `out`
 // are zero weights, computed and never written. In bfloat16 each 16 outputs are stored interleaved, 0 8 1 9 ..
-// 7 15, for `widen` below.
+// 7 15, for `load` below.
 torch::Tensor pack(torch::Tensor weight) {
-  TORCH_CHECK(weight.dim() == 2 && (weight.scalar_type() == torch::kFloat32 || weight.scalar_type() == torch::kBFloat16),
+  auto type = weight.scalar_type();
+  TORCH_CHECK(weight.dim() == 2 && (type == torch::kFloat32 || type == torch::kBFloat16),
               "pack: a 2-D float32 or bfloat16 weight");
   int64_t out = weight.size(0), in = weight.size(1), blocks = (out + BLOCK - 1) / BLOCK;
   auto padded = torch::constant_pad_nd(weight, {0, 0, 0, blocks * BLOCK - out});  // (blocks * BLOCK, in)
   auto packed = padded.view({blocks, BLOCK, in}).transpose(1, 2);                  // (blocks, in, BLOCK)
-  if (weight.scalar_type() == torch::kBFloat16)  // (.., 2 halves of 16, 2, 8) -> (.., 2 halves, 8, 2)
+  if (type == torch::kBFloat16)  // (.., 2 halves of 16, 2, 8) -> (.., 2 halves, 8, 2)
     packed = packed.reshape({blocks, in, BLOCK / 16, 2, 8}).transpose(3, 4);
   return packed.contiguous().view({blocks, in, BLOCK});
 }
@@ -90,7 +92,7 @@ static inline const float* widen(const T* w, int64_t n, float* buffer) {
 }
 
 // All the rows' sums for one block over inputs k0 .. k0+n-1, whose weights w (n, BLOCK) are in W's type.
-// `prefetch(group)` asks for a share of the next block ahead of each group of rows.
+// `prefetch()` asks for a share of the next block, called ahead of each group of rows.
 template <typename W, typename Prefetch>
 static inline void add_rows(const float* X, int64_t rows, int64_t in, int64_t k0, const W* w, int64_t n,
                             float* sums, Prefetch prefetch) {
@@ -113,10 +115,11 @@ static inline __m256 gelu_tanh(__m256 x) {
   return _mm256_mul_ps(_mm256_mul_ps(half, x), _mm256_add_ps(one, Sleef_tanhf8_u10(inner)));
 }
 
-// Y (rows, out) = X (rows, in) times the packed W (blocks, in, BLOCK) plus b (out) if given, then GELU if asked
-// (the MLP's first product: its outputs go nowhere else); W and Y in T.
+// Y (rows, out) = R + act(X (rows, in) times the packed W (blocks, in, BLOCK) plus b (out)): b and R (rows, out) if
+// given, act GELU if asked (the MLP's first product: its outputs go nowhere else); W, b, R and Y in T.
 template <typename T>
-static void multiply(const float* X, const T* W, const T* b, T* Y, int64_t rows, int64_t in, int64_t out, bool gelu) {
+static void multiply(const float* X, const T* W, const T* b, const T* R, T* Y, int64_t rows, int64_t in, int64_t out,
+                     bool gelu) {
   int64_t blocks = (out + BLOCK - 1) / BLOCK;
   // bfloat16 weights read by many rows are widened once into float32 (each row would widen them again); a lone
   // row or two widen them on the fly, in registers.
@@ -150,38 +153,38 @@ static void multiply(const float* X, const T* W, const T* b, T* Y, int64_t rows,
         for (int64_t j = 0; j < n; ++j) y[j] += b ? float(b[o0 + j]) : 0.0f;
         if (gelu)
           for (int v = 0; v < 4; ++v) _mm256_storeu_ps(y + 8 * v, gelu_tanh(_mm256_loadu_ps(y + 8 * v)));
+        if (R)  // the residual stream, added in float32 and rounded once
+          for (int64_t j = 0; j < n; ++j) y[j] += float(R[r * out + o0 + j]);
         std::copy(y, y + n, Y + r * out + o0);  // T(float): bfloat16 rounds to nearest even, as PyTorch's casts do
       }
     }
   });
 }
 
-// x (rows, in) times the packed weight (blocks, in, BLOCK), plus bias (out) if given, then GELU if `gelu`:
-// (rows, out), in x's type.
-torch::Tensor linear(torch::Tensor x, torch::Tensor packed, c10::optional<torch::Tensor> bias, int64_t out,
-                     bool gelu) {
+// residual + act(x (rows, in) times the packed weight (blocks, in, BLOCK), plus bias (out)): bias and residual
+// (rows, out) if given, act GELU if `gelu`: (rows, out), in x's type.
+torch::Tensor linear(torch::Tensor x, torch::Tensor packed, c10::optional<torch::Tensor> bias, int64_t out, bool gelu,
+                     c10::optional<torch::Tensor> residual) {
   auto type = packed.scalar_type();
   TORCH_CHECK(x.dim() == 2 && x.size(1) == packed.size(1) && x.scalar_type() == type,
               "linear: x must be (rows, ", packed.size(1), ") in the packed weight's type, ", type);
   TORCH_CHECK(!bias.has_value() || (bias->scalar_type() == type && bias->numel() == out),
               "linear: the bias must be (", out, ") ", type);
+  TORCH_CHECK(!residual.has_value() || (residual->scalar_type() == type && residual->numel() == x.size(0) * out),
+              "linear: the residual must be (", x.size(0), ", ", out, ") ", type);
   int64_t rows = x.size(0), in = x.size(1);
   x = x.contiguous();
   auto b = bias.has_value() ? bias->contiguous() : torch::Tensor();
+  auto r = residual.has_value() ? residual->contiguous() : torch::Tensor();
   auto y = torch::empty({rows, out}, x.options());
   if (type == torch::kFloat32) {
     multiply(x.data_ptr<float>(), packed.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr,
-             y.data_ptr<float>(), rows, in, out, gelu);
+             r.defined() ? r.data_ptr<float>() : nullptr, y.data_ptr<float>(), rows, in, out, gelu);
   } else {
     const BFloat16* x_ = x.data_ptr<BFloat16>();
     std::vector<float> X(x_, x_ + rows * in);  // the inputs as float32, exactly: read by every block
     multiply(X.data(), packed.data_ptr<BFloat16>(), b.defined() ? b.data_ptr<BFloat16>() : nullptr,
-             y.data_ptr<BFloat16>(), rows, in, out, gelu);
+             r.defined() ? r.data_ptr<BFloat16>() : nullptr, y.data_ptr<BFloat16>(), rows, in, out, gelu);
   }
   return y;
-}
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("pack", &pack, "a weight (out, in) packed in blocks of 32 outputs");
-  m.def("linear", &linear, "x times a packed weight, plus bias, then GELU if asked");
 }

@@ -9,7 +9,7 @@ from transformers import GPT2LMHeadModel
 from model.gpt import GPT
 from model.loading.mapping import load_gpt
 from model.serving import products
-from model.serving.attention import use_row_attention
+from model.serving.written_token import use_written_token_step
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -25,8 +25,8 @@ def check_dtype(dtype: str, device: torch.device):
     if dtype == "bfloat16" and not products.bfloat16_available():
         raise ValueError(f"this CPU cannot write in bfloat16: its widest vector instructions are "
                          f"{torch.backends.cpu.get_cpu_capability()}: oneDNN's bfloat16 products need AVX-512 or "
-                         f"AVX-NE-CONVERT, and our own (row_products.cpp, AVX2) could not be built (a note above says why); "
-                         f"use --dtype float32 (verification is float32 either way)")
+                         f"AVX-NE-CONVERT, and our own (row_products.cpp, AVX2) could not be built (a note above says "
+                         f"why); use --dtype float32 (verification is float32 either way)")
 
 
 def in_dtype(model: GPT, dtype: str) -> GPT:
@@ -42,10 +42,11 @@ def load_writer(reference: GPT2LMHeadModel, dtype: str = "float32") -> GPT:
     """Our correctly loaded GPT that writes, laid out for writing many rows at once.
 
     On the CPU the products give a row the same bits alone or among others (model/serving/products.py: our
-    own kernel, or oneDNN's), and so does the attention for a written token (model/serving/attention.py): the
-    classroom engine relies on it. The products pack a copy of each matrix (ours also computes the MLP's GELU at
-    the end of its first product); elsewhere float32 shares the reference's memory. bfloat16 and float16 are a
-    copy, which halves the bytes read per token. On CUDA it turns cuDNN's attention off for the whole process.
+    own kernel, or oneDNN's), and so does a written token's step, one C++ call a layer where the products are ours
+    (model/serving/written_token.py): the classroom engine relies on it. The products pack a copy of each matrix
+    (ours also computes the MLP's GELU at the end of its first product); elsewhere float32 shares the reference's
+    memory. bfloat16 and float16 are a copy, which halves the bytes read per token. On CUDA it turns cuDNN's
+    attention off for the whole process.
     """
     device = reference.device
     check_dtype(dtype, device)
@@ -58,4 +59,4 @@ def load_writer(reference: GPT2LMHeadModel, dtype: str = "float32") -> GPT:
         model = in_dtype(model, dtype)
     if device.type == "cpu" and products.available():
         model = products.gelu_in_products(products.use_row_invariant_products(model))
-    return use_row_attention(model)
+    return use_written_token_step(model)

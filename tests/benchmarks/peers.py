@@ -10,7 +10,7 @@ row comes in pairs with ours, as the others do:
   (the same greedy tokens expected), and against its int8 for information (other weights, other tokens);
 - a class: CLASS_SIZE prompts of English, CLASS_TOKENS greedy new tokens each, our classroom engine in
   this process (its loop on this thread, as `python -m demo` runs it) against CTranslate2's batch of the
-  same prompts; ours in bfloat16 too, where the CPU has bfloat16 instructions.
+  same prompts; ours in bfloat16 too, where this CPU writes in bfloat16 (`products.bfloat16_available`).
 """
 import json
 import multiprocessing
