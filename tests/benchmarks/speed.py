@@ -9,7 +9,8 @@ as JSON:
 - tokens/s of greedy generation, ours vs `generate`, for 128 and 512 new tokens: runs taken in pairs
   (the order alternating), the ratio computed pair by pair, and the medians (timing.py); ours without
   the KV cache as well (no_cache.py);
-- time to first token for a 16- and a 900-token prompt;
+- time to first token for a 16- and a 900-token prompt (the 16 alone in bfloat16 on a CPU without bfloat16
+  instructions, where transformers takes minutes over 900);
 - the bandwidth ceiling: weight bytes read per token ÷ the memory bandwidth measured in this run, and
   where a generation's time goes below it (ceiling.py);
 - start-up time (load reference + map + verify) and resident memory, in a fresh process (startup.py);
@@ -39,7 +40,7 @@ from tests.benchmarks.ceiling import (
     weight_bytes_per_token,
 )
 from tests.benchmarks.goals import goals
-from tests.benchmarks.machine import machine
+from tests.benchmarks.machine import bfloat16_instructions, machine
 from tests.benchmarks.no_cache import no_cache
 from tests.benchmarks.peers import peers
 from tests.benchmarks.runs import ours, ours_first_token, prompt, theirs
@@ -89,7 +90,8 @@ def measure(model_dir: str, args, argv, scratch: str) -> dict:
     results["dtypes"] = {}
     for dtype in dtypes_for(device, args.dtype):
         print(f"{dtype}:", flush=True)
-        results["dtypes"][dtype] = bench_dtype(reference, dtype, args, device)
+        results["dtypes"][dtype] = bench_dtype(reference, dtype, args, device,
+                                               reference_emulated(dtype, device, results["machine"]))
     if "bfloat16" in results["dtypes"]:
         results["bfloat16_over_float32"] = half_over_full(reference, args, device)
     results["peers"] = peers(model_dir, reference, [d for d in ("float32", "bfloat16") if d in results["dtypes"]],
@@ -107,8 +109,16 @@ def measure(model_dir: str, args, argv, scratch: str) -> dict:
     return results
 
 
-def bench_dtype(reference, dtype: str, args, device) -> dict:
-    """Every speed figure for one dtype: ours (load_writer) vs the reference in the same dtype."""
+def reference_emulated(dtype: str, device, machine_info: dict) -> bool:
+    """Whether transformers computes `dtype` without the CPU's own instructions for it: bfloat16 on a CPU without
+    bfloat16 instructions (AVX2 only) writes about 4 tokens/s, and reads a 900-token prompt in minutes."""
+    return device.type == "cpu" and dtype == "bfloat16" and not bfloat16_instructions(machine_info)
+
+
+def bench_dtype(reference, dtype: str, args, device, emulated: bool = False) -> dict:
+    """Every speed figure for one dtype: ours (load_writer) vs the reference in the same dtype. Where the reference
+    is `emulated` (see `reference_emulated`), only the first prompt's first token is timed: the longer ones
+    would take most of the run."""
     model = load_writer(reference, dtype)
     theirs_model = reference if dtype == "float32" else copy.deepcopy(reference).to(getattr(torch, dtype))
     ids = prompt(args.prompt_lengths[0])
@@ -122,7 +132,11 @@ def bench_dtype(reference, dtype: str, args, device) -> dict:
     result["matrix_products"] = matrix_products_share(model, ids, args.new_tokens[0], device, args)
     print(f"  {dtype} matrix-vector products alone: {result['matrix_products']['share']:.0%} of a generation's time, "
           f"a sum over the same weights {result['matrix_products']['sum_share']:.0%}", flush=True)
-    for length in args.prompt_lengths:
+    lengths = args.prompt_lengths[:1] if emulated else args.prompt_lengths
+    if lengths != args.prompt_lengths:
+        print(f"  {dtype} first token, {', '.join(map(str, args.prompt_lengths[1:]))}-token prompts: skipped, "
+              f"transformers' {dtype} has no instructions of its own on this CPU", flush=True)
+    for length in lengths:
         long_ids = prompt(length)
         ours_first_token(model, long_ids)(), theirs(theirs_model, long_ids, 1)()
         first = result["first_token"][length] = paired(ours_first_token(model, long_ids),
