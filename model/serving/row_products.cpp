@@ -57,27 +57,33 @@ static inline void load(const BFloat16* w, __m256 v[4]) {
   }
 }
 
-// R rows' running sums for one block over n inputs: x points at the first row's first of them (rows are `in`
-// apart), w at their weights (n, BLOCK). The sums are carried in `sums` (R x BLOCK) from pass to pass: storing a
-// float32 sum and loading it again changes no bit, so passes do not change the order of a sum.
-template <int R, typename T>
-static inline void add_inputs(const float* x, int64_t in, const T* w, int64_t n, float* sums) {
-  __m256 acc[R][4];
+// R rows' running sums for B neighbouring blocks over n inputs: x points at the first row's first of them (rows are
+// `in` apart), w at the first block's weights (n, BLOCK), the next block's `stride` further. The sums (R, B, BLOCK)
+// are carried in `sums` from pass to pass: storing a float32 sum and loading it again changes no bit, so passes do
+// not change the order of a sum, and neither does B: each output is still one running sum, k = 0, 1, 2, ...
+template <int R, int B, typename T>
+static inline void add_inputs(const float* x, int64_t in, const T* w, int64_t stride, int64_t n, float* sums) {
+  __m256 acc[R][B][4];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < 4; ++v) acc[r][v] = _mm256_loadu_ps(sums + r * BLOCK + 8 * v);
-  for (int64_t k = 0; k < n; ++k, w += BLOCK) {  // w: input k's weights for the block's 32 outputs
-    __m256 wk[4];
-    load(w, wk);
+    for (int b = 0; b < B; ++b)
+      for (int v = 0; v < 4; ++v) acc[r][b][v] = _mm256_loadu_ps(sums + (r * B + b) * BLOCK + 8 * v);
+  for (int64_t k = 0; k < n; ++k, w += BLOCK) {  // w: input k's weights for the first block's 32 outputs
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      __m256 xk = _mm256_broadcast_ss(x + r * in + k);  // one fused multiply-add per output: sum += x[k] * w[k]
-      for (int v = 0; v < 4; ++v) acc[r][v] = _mm256_fmadd_ps(xk, wk[v], acc[r][v]);
+    for (int b = 0; b < B; ++b) {
+      __m256 wk[4];
+      load(w + b * stride, wk);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        __m256 xk = _mm256_broadcast_ss(x + r * in + k);  // one fused multiply-add per output: sum += x[k] * w[k]
+        for (int v = 0; v < 4; ++v) acc[r][b][v] = _mm256_fmadd_ps(xk, wk[v], acc[r][b][v]);
+      }
     }
   }
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < 4; ++v) _mm256_storeu_ps(sums + r * BLOCK + 8 * v, acc[r][v]);
+    for (int b = 0; b < B; ++b)
+      for (int v = 0; v < 4; ++v) _mm256_storeu_ps(sums + (r * B + b) * BLOCK + 8 * v, acc[r][b][v]);
 }
 
 // n inputs' weights of a block (n, BLOCK) widened to float32 into `buffer`, once for all the rows.
@@ -99,10 +105,10 @@ static inline void add_rows(const float* X, int64_t rows, int64_t in, int64_t k0
   int64_t r = 0;
   for (; r + ROWS_TOGETHER <= rows; r += ROWS_TOGETHER) {
     prefetch();
-    add_inputs<ROWS_TOGETHER>(X + r * in + k0, in, w, n, sums + r * BLOCK);
+    add_inputs<ROWS_TOGETHER, 1>(X + r * in + k0, in, w, 0, n, sums + r * BLOCK);
   }
   for (; r < rows; ++r)  // the same sums, a row at a time
-    add_inputs<1>(X + r * in + k0, in, w, n, sums + r * BLOCK);
+    add_inputs<1, 1>(X + r * in + k0, in, w, 0, n, sums + r * BLOCK);
 }
 
 // GELU with the tanh approximation GPT-2 was trained with, on 8 outputs, as PyTorch's nn.GELU(approximate="tanh")
@@ -124,10 +130,14 @@ static void multiply(const float* X, const T* W, const T* b, const T* R, T* Y, i
   // bfloat16 weights read by many rows are widened once into float32 (each row would widen them again); a lone
   // row or two widen them on the fly, in registers.
   bool widen_once = !std::is_same<T, float>::value && rows >= ROWS_TOGETHER;
+  // A lone row's 4 sums a block each wait for their last multiply-add to end before the next one: 2 blocks at a
+  // time keep 8 under way.
+  int64_t together = rows == 1 ? 2 : 1;
   // The cores share out blocks of outputs, never a sum: the thread count cannot change a bit either.
   at::parallel_for(0, blocks, 1, [&](int64_t first, int64_t last) {
-    std::vector<float> sums(rows * BLOCK), chunk(widen_once ? K_CHUNK * BLOCK : 0);
-    for (int64_t blk = first; blk < last; ++blk) {
+    std::vector<float> sums(rows * together * BLOCK), chunk(widen_once ? K_CHUNK * BLOCK : 0);
+    for (int64_t blk = first, group; blk < last; blk += group) {
+      group = std::min(together, last - blk);  // blocks done at once
       const T* block = W + blk * in * BLOCK;
       std::fill(sums.begin(), sums.end(), 0.0f);
       // Many rows take long enough over a block for the CPU to wait on memory between blocks: ask for the next
@@ -142,20 +152,24 @@ static void multiply(const float* X, const T* W, const T* b, const T* R, T* Y, i
       };
       for (int64_t k0 = 0; k0 < in; k0 += K_CHUNK) {
         int64_t n = std::min(in - k0, K_CHUNK);
-        if (widen_once)
+        if (group == 2)
+          add_inputs<1, 2>(X + k0, in, block + k0 * BLOCK, in * BLOCK, n, sums.data());
+        else if (widen_once)
           add_rows(X, rows, in, k0, widen(block + k0 * BLOCK, n, chunk.data()), n, sums.data(), prefetch);
         else
           add_rows(X, rows, in, k0, block + k0 * BLOCK, n, sums.data(), prefetch);
       }
-      int64_t o0 = blk * BLOCK, n = std::min(BLOCK, out - o0);
-      for (int64_t r = 0; r < rows; ++r) {
-        float* y = sums.data() + r * BLOCK;
-        for (int64_t j = 0; j < n; ++j) y[j] += b ? float(b[o0 + j]) : 0.0f;
-        if (gelu)
-          for (int v = 0; v < 4; ++v) _mm256_storeu_ps(y + 8 * v, gelu_tanh(_mm256_loadu_ps(y + 8 * v)));
-        if (R)  // the residual stream, added in float32 and rounded once
-          for (int64_t j = 0; j < n; ++j) y[j] += float(R[r * out + o0 + j]);
-        std::copy(y, y + n, Y + r * out + o0);  // T(float): bfloat16 rounds to nearest even, as PyTorch's casts do
+      for (int64_t g = 0; g < group; ++g) {
+        int64_t o0 = (blk + g) * BLOCK, n = std::min(BLOCK, out - o0);
+        for (int64_t r = 0; r < rows; ++r) {
+          float* y = sums.data() + (r * group + g) * BLOCK;
+          for (int64_t j = 0; j < n; ++j) y[j] += b ? float(b[o0 + j]) : 0.0f;
+          if (gelu)
+            for (int v = 0; v < 4; ++v) _mm256_storeu_ps(y + 8 * v, gelu_tanh(_mm256_loadu_ps(y + 8 * v)));
+          if (R)  // the residual stream, added in float32 and rounded once
+            for (int64_t j = 0; j < n; ++j) y[j] += float(R[r * out + o0 + j]);
+          std::copy(y, y + n, Y + r * out + o0);  // T(float): bfloat16 rounds to nearest even, as PyTorch's casts do
+        }
       }
     }
   });
