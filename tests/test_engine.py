@@ -6,8 +6,10 @@ from dataclasses import replace
 
 import pytest
 
+from model.loading.mistakes import PostLayerNorm
 from model.loading.reference import load_reference
 from model.sampling import SamplingSettings
+from model.serving import engine as engine_module
 from model.serving.engine import Engine, EngineError, check_row_invariance
 from model.serving.sequence import PROMPT_CHUNK, generate
 from model.serving.writer import load_writer
@@ -94,11 +96,20 @@ def long_context_writer(tmp_path_factory):
     return load_writer(load_reference(str(folder), "cpu"))
 
 
+def passes_recorded(model, monkeypatch) -> list[tuple[int, ...]]:
+    """The engine's passes from now on, as (positions of each row): (1, 1, 1) three rows writing, (64, 5) two chunks read."""
+    calls = []
+    forward, read = model.forward, engine_module.read_packed
+    monkeypatch.setattr(model, "forward", lambda idx, *args, **kw: calls.append((idx.size(1),) * idx.size(0))
+                        or forward(idx, *args, **kw))
+    monkeypatch.setattr(engine_module, "read_packed", lambda model, chunks, caches: calls.append(tuple(map(len, chunks)))
+                        or read(model, chunks, caches))
+    return calls
+
+
 def test_a_long_prompt_is_read_in_chunks_while_the_others_go_on_writing(long_context_writer, monkeypatch):
     model = long_context_writer
-    calls = []  # (rows, positions) of every pass of the model
-    forward = model.forward
-    monkeypatch.setattr(model, "forward", lambda idx, *args, **kw: calls.append(tuple(idx.shape)) or forward(idx, *args, **kw))
+    calls = passes_recorded(model, monkeypatch)
     long_prompt = (PROMPTS[3] * 60)[:3 * PROMPT_CHUNK + 5]
     writing = replace(GREEDY, max_new_tokens=30)
     with running(model) as engine:
@@ -108,12 +119,39 @@ def test_a_long_prompt_is_read_in_chunks_while_the_others_go_on_writing(long_con
         long = engine.submit(long_prompt, replace(SAMPLED, max_new_tokens=5))
         long_text = list(long)
         written = head + list(tokens)
-    reading = [i for i, (_, positions) in enumerate(calls) if positions > 1]
-    assert [calls[i] for i in reading] == [(1, PROMPT_CHUNK)] * 3 + [(1, 5)]
-    assert all((1, 1) in calls[a:b] for a, b in zip(reading, reading[1:])), f"a step with no token written: {calls}"
+    reading = [i for i, positions in enumerate(calls) if positions[0] > 1]
+    assert [calls[i] for i in reading] == [(PROMPT_CHUNK,)] * 3 + [(5,)]
+    assert all((1,) in calls[a:b] for a, b in zip(reading, reading[1:])), f"a step with no token written: {calls}"
     monkeypatch.undo()
     assert long_text == alone(model, long_prompt, replace(SAMPLED, max_new_tokens=5))
     assert written == alone(model, PROMPTS[0], writing)
+
+
+def test_prompts_of_many_lengths_are_read_in_one_pass_and_write_what_they_write_alone(writer, monkeypatch):
+    """A class's prompts, each its own length, arriving together: one pass reads them all, then one pass a step writes."""
+    text = PROMPTS[3] * 4
+    prompts = [text[i:2 * i + 2] for i in range(10)]  # 2 to 11 tokens
+    settings = [replace(SAMPLED, seed=seed, max_new_tokens=6) for seed in range(len(prompts))]
+    calls = passes_recorded(writer, monkeypatch)
+    with running(writer, thread=False) as engine:
+        requests = [engine.submit(prompt, s) for prompt, s in zip(prompts, settings)]
+        reader = threading.Thread(target=lambda: texts.extend(list(request) for request in requests) or engine.close())
+        texts = []
+        reader.start()
+        engine.run()
+        reader.join()
+    monkeypatch.undo()
+    assert calls[0] == tuple(map(len, prompts))  # every prompt, in the order they came
+    assert calls[1:] == [(1,) * len(prompts)] * 5
+    assert texts == [alone(writer, prompt, s) for prompt, s in zip(prompts, settings)]
+
+
+def test_the_engine_refuses_a_model_composed_otherwise_than_the_course(tiny_reference):
+    """Packed prompts repeat model/gpt.py's composition: a variant with its own Block would be read wrongly."""
+    model = load_writer(tiny_reference)
+    PostLayerNorm().build(model)
+    with pytest.raises(ValueError, match="composes it .* alone: model.serving.sequence.stream"):
+        Engine(model, thread=False)
 
 
 # --- leaving, failing, waiting -------------------------------------------------------------------

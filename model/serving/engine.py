@@ -3,16 +3,17 @@ weights per step instead of one per student.
 
 A thread runs the loop. Each step it admits the requests that arrived (continuous batching: a
 student who comes mid-way joins at the next step and waits for nobody to finish), asks every
-active `Sequence` for its next chunk, and runs the model once per chunk length for all the rows
-that share it: one token each for the rows that are writing, a piece of the prompt for those still
-reading one. Each new token goes to its request at once. A request that stops (its last token,
-<|endoftext|>, Stop, a client gone) leaves at the next step and its cache is freed.
+active `Sequence` for its next chunk, and runs the model twice at most: once for the rows that are
+writing (one token each), once for the rows still reading a prompt (a piece of it each, whatever its
+length, packed side by side: model/serving/packed_prompts.py). Each new token goes to its request at
+once. A request that stops (its last token, <|endoftext|>, Stop, a client gone) leaves at the next
+step and its cache is freed.
 
 Every row is computed exactly as it would be alone: the model's products give each row the same
 bits whatever the other rows hold (model/serving/products.py), attention reads each row's own cache
-(model/serving/written_token.py: each row and head on its own), and each request samples with its own seeded
-generator. `check_row_invariance` confirms it on the machine the app runs on. When nobody has written for
-a moment, the memory freed is given back to the system.
+(model/serving/written_token.py: each row and head on its own; a packed prompt's chunks each over their own),
+and each request samples with its own seeded generator. `check_row_invariance` confirms it on the machine the
+app runs on. When nobody has written for a moment, the memory freed is given back to the system.
 """
 import queue
 import threading
@@ -24,6 +25,7 @@ import torch
 from model.gpt import GPT, KVCache
 from model.memory import release_freed_memory
 from model.sampling import SamplingSettings
+from model.serving.packed_prompts import composed_as_the_course, read_packed
 from model.serving.products import build_kernels
 from model.serving.sequence import PROMPT_CHUNK, Sequence
 
@@ -86,6 +88,9 @@ class Engine:
 
     def __init__(self, model: GPT, max_rows: int = 32, max_cache_bytes: int = 2**30,
                  prompt_tokens_per_step: int = 256, thread: bool = True):
+        if not composed_as_the_course(model):
+            raise ValueError("the engine serves the course's GPT as model/gpt.py composes it (it reads prompts packed, "
+                             "model/serving/packed_prompts.py); write with this variant alone: model.serving.sequence.stream")
         self.model, self.max_rows, self.max_cache_bytes = model, max_rows, max_cache_bytes
         self.prompt_tokens_per_step = prompt_tokens_per_step
         config = model.config
@@ -195,7 +200,7 @@ class Engine:
 
     @torch.inference_mode()
     def _step(self):
-        """One pass of the model per chunk length over the rows; a fault ends only the rows it touched."""
+        """A pass for the rows writing, one for the prompts being read; a fault ends only the rows it touched."""
         try:
             groups = self._chunks()
         except Exception as error:  # noqa: BLE001 - never a dead engine with a queue behind it
@@ -210,8 +215,8 @@ class Engine:
                             EngineError(f"generation failed: {type(error).__name__}: {error}"))
 
     def _chunks(self) -> list[list[tuple[_Row, list[int]]]]:
-        """The rows to run this step, with their next chunks, grouped by chunk length."""
-        groups: dict[int, list[tuple[_Row, list[int]]]] = {}
+        """The rows to run this step with their next chunks: those of one token (writing), those of more (reading)."""
+        writing, reading = [], []
         prompt_tokens = 0
         for row in self._rows:
             chunk = row.sequence.next_chunk()
@@ -219,14 +224,17 @@ class Engine:
                 if prompt_tokens and prompt_tokens + len(chunk) > self.prompt_tokens_per_step:
                     continue  # read at a later step; the rows already writing go on now
                 prompt_tokens += len(chunk)
-            groups.setdefault(len(chunk), []).append((row, chunk))
-        return list(groups.values())
+            (writing if len(chunk) == 1 else reading).append((row, chunk))
+        return [rows for rows in (writing, reading) if rows]
 
     def _run(self, rows: list[tuple["_Row", list[int]]]):
-        device = self.model.transformer.wte.weight.device
-        idx = torch.tensor([chunk for _, chunk in rows], device=device)  # (rows, chunk length)
-        logits = self.model(idx, [row.sequence.cache for row, _ in rows], last_only=True)
-        for (row, _), row_logits in zip(rows, logits[:, -1]):
+        chunks, caches = [chunk for _, chunk in rows], [row.sequence.cache for row, _ in rows]
+        if len(chunks[0]) == 1:
+            idx = torch.tensor(chunks, device=self.model.transformer.wte.weight.device)  # (rows, 1)
+            logits = self.model(idx, caches, last_only=True)[:, -1]
+        else:
+            logits = read_packed(self.model, chunks, caches)
+        for (row, _), row_logits in zip(rows, logits):
             if (token := row.sequence.accept(row_logits)) is not None:
                 row.request._send(token)
         self._leave(lambda row: row.sequence.finished)
@@ -258,33 +266,38 @@ class RowInvariance:
 @torch.inference_mode()
 def check_row_invariance(model: GPT, batch_sizes: tuple[int, ...] = (2, 5, 32), prompt_length: int = 5,
                          seed: int = 0) -> RowInvariance:
-    """Run a probe row alone, then among other rows of random tokens, and compare its logits bit for bit.
+    """Run a probe row alone, as `stream` runs it, then among other rows as the engine runs it, and compare its
+    logits bit for bit.
 
-    Both kinds of pass the engine makes are checked: reading a prompt (rows of equal length together)
-    and writing a token (one position per row, each row at its own place in its own cache).
+    Both kinds of pass the engine makes are checked: reading prompts (the probe's among chunks of other lengths,
+    packed) and writing a token (one position per row, each row at its own place in its own cache).
     """
     config = model.config
     device, dtype = model.transformer.wte.weight.device, model.transformer.wte.weight.dtype
     generator = torch.Generator().manual_seed(seed)
-    prompt_length = min(prompt_length, config.n_positions - 1)
+    prompt_length = min(prompt_length, config.n_positions - 2)
 
-    def run(prompts: torch.Tensor, next_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        caches = [KVCache(config, device, dtype, prompt_length + 1) for _ in range(len(prompts))]
-        read = model(prompts.to(device), caches, last_only=True)[:, -1]
-        written = model(next_tokens.to(device), caches, last_only=True)[:, -1]
-        return read, written
+    def random_tokens(n: int) -> list[int]:
+        return torch.randint(config.vocab_size, (n,), generator=generator).tolist()
 
-    def random_tokens(*shape) -> torch.Tensor:
-        return torch.randint(config.vocab_size, shape, generator=generator)
+    def write(caches: list[KVCache], next_tokens: list[int]) -> torch.Tensor:
+        return model(torch.tensor([[token] for token in next_tokens], device=device), caches, last_only=True)[:, -1]
 
-    probe, probe_next = random_tokens(1, prompt_length), random_tokens(1, 1)
-    alone = run(probe, probe_next)
+    def new_caches(prompts: list[list[int]]) -> list[KVCache]:
+        return [KVCache(config, device, dtype, len(prompt) + 1) for prompt in prompts]
+
+    probe, probe_next = random_tokens(prompt_length), random_tokens(1)
+    caches = new_caches([probe])
+    alone = (model(torch.tensor([probe], device=device), caches, last_only=True)[:, -1], write(caches, probe_next))
     max_diff = 0.0
     for size in batch_sizes:
         where = size // 2  # neither first nor last
-        prompts, next_tokens = random_tokens(size, prompt_length), random_tokens(size, 1)
-        prompts[where], next_tokens[where] = probe[0], probe_next[0]
-        among = run(prompts, next_tokens)
+        # Others of other lengths, 2 up to prompt_length + 1 (the engine writes a chunk of one, it does not read it).
+        prompts = [random_tokens(2 + i % prompt_length) for i in range(size)]
+        next_tokens = random_tokens(size)
+        prompts[where], next_tokens[where] = probe, probe_next[0]
+        caches = new_caches(prompts)
+        among = (read_packed(model, prompts, caches), write(caches, next_tokens))
         for mine, theirs in zip(alone, among):
             max_diff = max(max_diff, (mine[0].float() - theirs[where].float()).abs().max().item())
     return RowInvariance(holds=max_diff == 0.0, max_abs_diff=max_diff)
