@@ -2,6 +2,7 @@
 
     python -m tests.classroom                                  # 30 students on a gpt2-shaped model, built here
     python -m tests.classroom --students 1                     # one student alone, through the same app
+    python -m tests.classroom --own-prompts                    # each student types a prompt of its own length
     python -m tests.classroom --at-limits                      # the app's memory with every row at its limits
     python -m tests.classroom --url http://127.0.0.1:7860/     # ... on an app already running (your laptop)
     python -m tests.classroom --rounds 30                      # the soak: lesson after lesson (tests/soak.py)
@@ -30,6 +31,10 @@ from model.loading.mistakes import DEMONSTRATIONS
 from model.tokenizer import encode
 
 PROMPT = "The capital of France is"
+# What students type when each types their own (--own-prompts): student i the first 4 + i % 30 words.
+OWN_PROMPT_WORDS = ("Once upon a time, in a small village at the edge of a great forest, there lived an old clockmaker "
+                    "who mended every clock in the valley, and who never told anyone why the bell in the church "
+                    "tower had not rung for forty years.").split()
 TEMPERATURE, TOP_K, TOP_P = 0.8, 50, 1.0  # the app's defaults: what a student who changes nothing gets
 POLL_SECONDS = 0.02  # how often a student looks for new text (gradio_client's own iterator polls far more often)
 
@@ -82,12 +87,18 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[max(math.ceil(p / 100 * len(ordered)), 1) - 1]
 
 
-def generation(url: str, start: threading.Barrier, seed: int, max_new_tokens: int, seconds: float) -> Visit:
-    """A student: connect, wait for the whole class, then stream a continuation of PROMPT."""
+def student_prompt(student: int, own_prompts: bool) -> str:
+    """What a student types: the lesson's PROMPT, or a prompt of its own length (4 to 33 words)."""
+    return " ".join(OWN_PROMPT_WORDS[:4 + student % 30]) if own_prompts else PROMPT
+
+
+def generation(url: str, start: threading.Barrier, seed: int, max_new_tokens: int, seconds: float,
+               prompt: str = PROMPT) -> Visit:
+    """A student: connect, wait for the whole class, then stream a continuation of `prompt`."""
     client = Client(url, analytics_enabled=False, verbose=False)
     start.wait(timeout=seconds)
     visit = Visit(seed, sent=time.monotonic())
-    job = client.submit(PROMPT, max_new_tokens, TEMPERATURE, TOP_K, TOP_P, seed, api_name="/generate")
+    job = client.submit(prompt, max_new_tokens, TEMPERATURE, TOP_K, TOP_P, seed, api_name="/generate")
     while not (job.done() or job.outputs()) and time.monotonic() - visit.sent < seconds:
         time.sleep(POLL_SECONDS)
     visit.first_seconds = time.monotonic() - visit.sent
@@ -113,13 +124,15 @@ def _finished(visit: Visit, job, seconds: float) -> Visit:
 
 
 def classroom(url: str, students: int = 30, verifications: int = 4, max_new_tokens: int = 32,
-              seconds: float = 120) -> Classroom:
-    """`students` generations (seed i for student i) and `verifications` reports (the bugs in turn, starting
-    with none), all sent at once; every wait ends after `seconds`."""
+              seconds: float = 120, own_prompts: bool = False) -> Classroom:
+    """`students` generations (seed i for student i; PROMPT, or each their own with `own_prompts`) and
+    `verifications` reports (the bugs in turn, starting with none), all sent at once; every wait ends after
+    `seconds`."""
     start = threading.Barrier(students + verifications)
     bugs = ["none", *DEMONSTRATIONS]
     with ThreadPoolExecutor(students + verifications) as pool:
-        futures = [pool.submit(generation, url, start, i, max_new_tokens, seconds) for i in range(students)]
+        futures = [pool.submit(generation, url, start, i, max_new_tokens, seconds, student_prompt(i, own_prompts))
+                   for i in range(students)]
         futures += [pool.submit(verification, url, start, bugs[i % len(bugs)], seconds) for i in range(verifications)]
         visits = [future.result(timeout=2 * seconds) for future in futures]
     return Classroom(visits[:students], visits[students:])
@@ -197,6 +210,8 @@ def parse_args(argv=None):
     parser.add_argument("--students", type=int, default=30)
     parser.add_argument("--verifications", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--own-prompts", action="store_true",
+                        help="each student types a prompt of its own length (4 to 33 words), not the lesson's one")
     parser.add_argument("--seconds", type=float, default=600, help="the longest any one request may take")
     parser.add_argument("--rounds", type=int, help="instead of one class: the soak, this many rounds of a lesson "
                                                    "(tests/soak.py), on a small trained checkpoint unless --model")
@@ -214,7 +229,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         if args.url:
             summary = classroom(args.url, args.students, args.verifications, args.max_new_tokens,
-                                args.seconds).summary()
+                                args.seconds, args.own_prompts).summary()
         else:
             summary = _with_app_started(Path(scratch), args)
     for name, value in summary.items():
@@ -237,7 +252,8 @@ def _with_app_started(scratch: Path, args) -> dict:
                 at_limits(url, requests=32 + 64, seconds=min(args.seconds, 120))  # the engine's rows + the queue
             return {"app peak resident memory GB": memory.peak_bytes / 1e9}
         with PeakMemory(pid) as memory:
-            summary = classroom(url, args.students, args.verifications, args.max_new_tokens, args.seconds).summary()
+            summary = classroom(url, args.students, args.verifications, args.max_new_tokens, args.seconds,
+                                args.own_prompts).summary()
     one_generate = generate_seconds(model, args.max_new_tokens)
     one_after_another = args.students * one_generate
     return {**summary, "app peak resident memory GB": memory.peak_bytes / 1e9,
