@@ -146,6 +146,26 @@ def test_prompts_of_many_lengths_are_read_in_one_pass_and_write_what_they_write_
     assert texts == [alone(writer, prompt, s) for prompt, s in zip(prompts, settings)]
 
 
+def test_long_and_short_prompts_read_together_write_what_they_write_alone(long_context_writer, monkeypatch):
+    """Chunks that go on from their own place in a cache (64 tokens a step) packed beside prompts that start."""
+    model = long_context_writer
+    text = (PROMPTS[3] + PROMPTS[0]) * 40
+    prompts = [text[:150], text[3:103], text[5:75], text[7:10], text[11:19]]
+    settings = [replace(SAMPLED, seed=seed, max_new_tokens=8) for seed in range(len(prompts))]
+    calls = passes_recorded(model, monkeypatch)
+    with running(model, thread=False) as engine:
+        requests = [engine.submit(prompt, s) for prompt, s in zip(prompts, settings)]
+        texts = []
+        reader = threading.Thread(target=lambda: texts.extend(list(request) for request in requests) or engine.close())
+        reader.start()
+        engine.run()
+        reader.join()
+    monkeypatch.undo()
+    reading = [positions for positions in calls if max(positions) > 1]
+    assert reading == [(PROMPT_CHUNK, PROMPT_CHUNK, PROMPT_CHUNK, 3, 8), (PROMPT_CHUNK, 36, 6), (22,)]
+    assert texts == [alone(model, prompt, s) for prompt, s in zip(prompts, settings)]
+
+
 def test_the_engine_refuses_a_model_composed_otherwise_than_the_course(tiny_reference):
     """Packed prompts repeat model/gpt.py's composition: a variant with its own Block would be read wrongly."""
     model = load_writer(tiny_reference)
