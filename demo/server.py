@@ -1,4 +1,6 @@
-"""Serving the app: its look, and a bound on every request's size that Gradio does not set itself."""
+"""Serving the app: its look, a bound on every request's size that Gradio does not set itself, and no search
+for a library that is not there at each message a stream sends."""
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -25,6 +27,7 @@ def launch(app: gr.Blocks, engine: Engine | None = None, **options):
     engine: an engine whose loop is not running yet (Engine(thread=False)): it runs here, in the calling
     thread, once the server is up; then the server closes.
     """
+    remember_matplotlib_is_absent()
     limit = Middleware(RequestSizeLimit, max_bytes=MAX_REQUEST_BYTES)
     look = dict(theme=gr.themes.Soft(), css=CSS, footer_links=["api"], app_kwargs={"middleware": [limit]},
                 state_session_capacity=SESSIONS_KEPT)
@@ -42,6 +45,15 @@ def launch(app: gr.Blocks, engine: Engine | None = None, **options):
             engine.close()
         app.close()
     return served
+
+
+def remember_matplotlib_is_absent():
+    """Gradio imports matplotlib around every event it runs, each message of a stream included, to switch its
+    backend (`gradio.utils.MatplotlibBackendMananger`). Where matplotlib is not installed, Python does not remember
+    a failed import: each attempt searches every folder of sys.path again, twice a message, on the server's event
+    loop. None in sys.modules is Python's own mark for "absent": an import then fails at once, as it would anyway."""
+    if importlib.util.find_spec("matplotlib") is None:
+        sys.modules.setdefault("matplotlib", None)
 
 
 def tell_the_teacher(key: TeacherKey, url: str):

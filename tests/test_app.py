@@ -1,6 +1,7 @@
 """The app's stable API, through gradio_client against the app served in-process; start-up; offline.
 
 Bad input has its own module, test_bad_input.py."""
+import importlib.machinery
 import json
 import subprocess
 import sys
@@ -57,6 +58,23 @@ def test_generate_streams_growing_text_that_ends_as_model_generate_writes_it(cli
     assert 3 <= len(messages) < watched.pieces, messages  # streamed as it grows, several pieces to a message
     assert all(later.startswith(earlier) and later != earlier for earlier, later in zip(messages, messages[1:]))
     assert messages[-1] == expected_text(tiny_state, *args[1:])
+
+
+def test_a_stream_does_not_search_the_disk_for_matplotlib_at_each_message(client, monkeypatch):
+    # Gradio tries to import matplotlib around every event; where it is not installed (requirements.txt does not
+    # install it), each try would search sys.path again: twice for every message of every student's stream.
+    searched = []
+    find_spec = importlib.machinery.PathFinder.find_spec
+
+    def counted(name, *args, **kwargs):
+        if name.partition(".")[0] == "matplotlib":
+            searched.append(name)
+        return find_spec(name, *args, **kwargs)
+    monkeypatch.setattr(importlib.machinery.PathFinder, "find_spec", staticmethod(counted))
+    with watched_model(monkeypatch, seconds_per_piece=STREAM_SECONDS / 3):
+        messages = streamed(client, PROMPT, 24, 0.9, 40, 0.95, 7)
+    assert len(messages) >= 3
+    assert searched == []
 
 
 def test_each_request_gets_its_own_randomness(client, tiny_state):
