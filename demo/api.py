@@ -32,9 +32,13 @@ MAX_PROMPT_CHARS = 100_000
 # Every HTTP request body, read no further than this: the prompt at its limit, JSON-escaped (up to 12 bytes a
 # character), with the chat's history of hundreds of turns. Uploads too: the app accepts no files at all.
 MAX_REQUEST_BYTES = 8 * 2**20
-# Pieces written within this many seconds go to the browser as one message: each message costs the server
-# time, and a class of 30 streaming every token would spend it on messages instead of on writing.
+# Pieces written within this many seconds go to the browser as one message: each message costs the server's
+# event loop about the same whatever it carries, and the loop shares the cores with the engine. A lone stream sends
+# a message every STREAM_SECONDS; while many stream, the server sends about MESSAGES_PER_SECOND in all, each
+# stream its share (a class of 30: each one every 30 / MESSAGES_PER_SECOND seconds, a few tokens a message), and
+# the engine keeps the cores.
 STREAM_SECONDS = 0.1
+MESSAGES_PER_SECOND = 100
 # In a str, a surrogate is always half of a character: JSON's "\ud83d" without its "\ude00" decodes to one.
 UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -48,6 +52,7 @@ class DemoApi:
     def __init__(self, state: DemoState):
         self.state = state
         self.board = ClassBoard()
+        self.streams = StreamCount()
         self._judge: Judge | None = None
         self._judge_made = threading.Lock()
 
@@ -75,15 +80,17 @@ class DemoApi:
         return prepared, settings
 
     def continuation(self, prompt: Prompt, settings: SamplingSettings) -> Iterator[str]:
-        """The continuation so far, at most every STREAM_SECONDS, and whole at the end (even if empty)."""
+        """The continuation so far, its first piece at once and then a message every
+        `self.streams.seconds_between_messages()`; whole at the end (even if empty)."""
         text, shown, shown_at = "", None, 0.0
-        for piece in stream_text(self.state.tokens(prompt.ids, settings)):
-            text += piece
-            if time.monotonic() - shown_at >= STREAM_SECONDS:
-                yield (shown := text)
-                shown_at = time.monotonic()
-        if text != shown:
-            yield text
+        with self.streams:
+            for piece in stream_text(self.state.tokens(prompt.ids, settings)):
+                text += piece
+                if time.monotonic() - shown_at >= self.streams.seconds_between_messages():
+                    yield (shown := text)
+                    shown_at = time.monotonic()
+            if text != shown:
+                yield text
 
     def verify_report(self, prompt: str = DEFAULT_PROMPT, bug: str = "none") -> dict:
         """Our GPT against the reference on `prompt`; with `bug`, a deliberately broken load too.
@@ -145,6 +152,25 @@ class DemoApi:
     def class_board(self) -> dict:
         """The board's counts: {"total", "verified", "near_miss": {id: n}, "wrong": {id: n}, "other_weights"}."""
         return self.board.counts()
+
+
+class StreamCount:
+    """How many generations are streaming now, and so how long each waits between two messages."""
+
+    def __init__(self):
+        self.now = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self):
+        with self._lock:
+            self.now += 1
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self.now -= 1
+
+    def seconds_between_messages(self) -> float:
+        return max(STREAM_SECONDS, self.now / MESSAGES_PER_SECOND)
 
 
 def user_error(message: str) -> gr.Error:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import torch
@@ -58,6 +59,25 @@ def test_generate_streams_growing_text_that_ends_as_model_generate_writes_it(cli
     assert 3 <= len(messages) < watched.pieces, messages  # streamed as it grows, several pieces to a message
     assert all(later.startswith(earlier) and later != earlier for earlier, later in zip(messages, messages[1:]))
     assert messages[-1] == expected_text(tiny_state, *args[1:])
+
+
+def test_while_many_stream_each_sends_its_share_of_the_messages_and_the_same_text(client, tiny_state, monkeypatch):
+    streams, args = 4, (PROMPT, 24, 0.9, 40, 0.95)
+    monkeypatch.setattr(demo.api, "MESSAGES_PER_SECOND", 10)  # 4 streams: a message each every 0.4 s, not 0.1
+    with watched_model(monkeypatch, seconds_per_piece=STREAM_SECONDS / 3) as watched:
+        watched.gate.clear()  # all four write at the same time
+        jobs = [client.submit(*args, seed, api_name="/generate") for seed in range(streams)]
+        wait_until(lambda: watched.running == streams, 30, "every stream started")
+        started = time.monotonic()
+        watched.gate.set()
+        for job in jobs:
+            job.result()
+        seconds = time.monotonic() - started
+    for seed, job in enumerate(jobs):
+        messages = job.outputs()
+        assert messages[-1] == expected_text(tiny_state, *args[1:], seed)
+        # Alone, a message every 0.1 s (the test above); here one every 0.4 s, every 0.3 s once one has ended.
+        assert len(messages) <= 2 + seconds / 0.3, (len(messages), seconds)
 
 
 def test_a_stream_does_not_search_the_disk_for_matplotlib_at_each_message(client, monkeypatch):
