@@ -1,6 +1,8 @@
 """A written token's step (written_token.cpp), in float32 and bfloat16: the course's Block's numbers, the same bits
 for a row alone or among others, and the course's code where the kernel is not used."""
 import copy
+import threading
+import time
 
 import pytest
 import torch
@@ -172,3 +174,37 @@ def test_a_block_the_kernel_does_not_compute_keeps_the_courses_code(tiny_ours):
     assert {type(block) for block in plain.transformer.h} == {Block}
     float16 = use_written_token_step(in_dtype(copy.deepcopy(tiny_ours), "float16"))
     assert {type(block) for block in float16.transformer.h} == {Block}
+
+
+def another_thread_ran_within(call, fraction: float = 0.75) -> bool:
+    """Whether another Python thread ran within the first `fraction` of `call`'s time: none can while the call holds
+    the GIL. It is woken just before the call and needs the GIL to note the time."""
+    woken, ran_at = threading.Event(), []
+    thread = threading.Thread(target=lambda: (woken.wait(), ran_at.append(time.perf_counter())))
+    thread.start()
+    woken.set()
+    started = time.perf_counter()
+    call()
+    returned = time.perf_counter()
+    thread.join()
+    return ran_at[0] < started + fraction * (returned - started)
+
+
+@torch.inference_mode()
+def test_the_kernels_let_other_python_threads_run_while_they_compute():
+    """As PyTorch's own operations do. In the app, the server's event loop takes students' requests and sends their
+    text while the engine computes, rather than waiting for each layer's call to end."""
+    kernels, (_, ours) = writer_kernels(), block_pair(GPT2_HEADS)
+    rows = 256  # each call takes 10 ms or more: a woken thread has time to run within it
+    caches, x = caches_holding(GPT2_HEADS, [128] * rows), new_positions(GPT2_HEADS, rows)
+    keys, values, lengths = [c.keys for c in caches], [c.values for c in caches], [c.length for c in caches]
+    head = kernels.pack(torch.randn(16384, GPT2_HEADS.n_embd))  # (out, in) -> packed, as the writer's lm_head
+    qkv = torch.randn(rows, 1, 3 * GPT2_HEADS.n_embd)
+    calls = {
+        "linear": lambda: kernels.linear(x.view(rows, -1), head, None, 16384, False, None),
+        "attend_new_positions": lambda: kernels.attend_new_positions(qkv, keys, values, 1, lengths, GPT2_HEADS.n_head),
+        "written_token_layer": lambda: kernels.written_token_layer(x, ours.kernel_params, ours.ln_1.eps, keys, values,
+                                                                   ours.attn.layer, lengths, GPT2_HEADS.n_head),
+    }
+    held = [name for name, call in calls.items() if not another_thread_ran_within(call)]
+    assert not held, f"these hold the GIL while they compute: {held}"
