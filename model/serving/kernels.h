@@ -1,6 +1,7 @@
 // The writer's own C++ kernels, as one compiled module (model/serving/kernels.py builds it, kernels.cpp binds it):
 // the products (row_products.cpp), the attention for a written token (row_attention.cpp), and a written token's
-// whole layer made of them (written_token.cpp). Each gives a row the same bits alone or among other rows.
+// whole layer made of them (written_token.cpp). Each gives a row the same bits alone or among other rows, and shares
+// its work between the cores in chunks (work_sharing.h).
 #pragma once
 #include <torch/extension.h>
 

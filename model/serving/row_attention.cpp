@@ -10,8 +10,7 @@
 //
 // Part of the writer's kernels (model/serving/kernels.h); written_token.cpp calls it.
 #include "kernels.h"
-
-#include <ATen/Parallel.h>
+#include "work_sharing.h"
 
 #include <algorithm>
 #include <cmath>
@@ -79,13 +78,16 @@ static torch::Tensor attend_rows(torch::Tensor qkv, const std::vector<torch::Ten
   T* Y = y.data_ptr<T>();
   const float scale = 1.0f / std::sqrt(float(D));  // softmax(q kᵀ / √head_size)
   // The cores share out (row, head) pairs, never a sum.
-  at::parallel_for(0, rows * n_head, 1, [&](int64_t first, int64_t last) {
+  Chunks shared(rows * n_head);
+  on_every_core(shared, [&](Chunks& work) {
     Scratch scratch;
-    for (int64_t pair = first; pair < last; ++pair) {
-      int64_t i = pair / n_head, h = pair % n_head, capacity = keys[i].size(3);
-      int64_t head = (layer * n_head + h) * capacity * D;  // where this head's positions start in the cache
-      attend(QKV + i * 3 * C + h * D, keys[i].data_ptr<T>() + head, values[i].data_ptr<T>() + head, positions[i],
-             C, D, scale, Y + i * C + h * D, scratch);
+    for (int64_t first, last; work.take(first, last);) {
+      for (int64_t pair = first; pair < last; ++pair) {
+        int64_t i = pair / n_head, h = pair % n_head, capacity = keys[i].size(3);
+        int64_t head = (layer * n_head + h) * capacity * D;  // where this head's positions start in the cache
+        attend(QKV + i * 3 * C + h * D, keys[i].data_ptr<T>() + head, values[i].data_ptr<T>() + head, positions[i],
+               C, D, scale, Y + i * C + h * D, scratch);
+      }
     }
   });
   return y;

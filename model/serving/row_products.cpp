@@ -11,8 +11,8 @@
 //
 // Part of the writer's kernels (model/serving/kernels.h); model/serving/products.py calls it.
 #include "kernels.h"
+#include "work_sharing.h"
 
-#include <ATen/Parallel.h>
 #include <immintrin.h>
 #include <sleef.h>
 
@@ -134,41 +134,44 @@ static void multiply(const float* X, const T* W, const T* b, const T* R, T* Y, i
   // time keep 8 under way.
   int64_t together = rows == 1 ? 2 : 1;
   // The cores share out blocks of outputs, never a sum: the thread count cannot change a bit either.
-  at::parallel_for(0, blocks, 1, [&](int64_t first, int64_t last) {
+  Chunks shared(blocks, together);
+  on_every_core(shared, [&](Chunks& work) {
     std::vector<float> sums(rows * together * BLOCK), chunk(widen_once ? K_CHUNK * BLOCK : 0);
-    for (int64_t blk = first, group; blk < last; blk += group) {
-      group = std::min(together, last - blk);  // blocks done at once
-      const T* block = W + blk * in * BLOCK;
-      std::fill(sums.begin(), sums.end(), 0.0f);
-      // Many rows take long enough over a block for the CPU to wait on memory between blocks: ask for the next
-      // block into L2 meanwhile, a few lines before each group of rows. A lone row streams at memory's speed anyway.
-      const char* next = reinterpret_cast<const char*>(block + in * BLOCK);
-      int64_t groups = rows / ROWS_TOGETHER, chunks = (in + K_CHUNK - 1) / K_CHUNK;
-      int64_t lines = blk + 1 < last && groups >= PREFETCH_FROM_GROUPS ? in * BLOCK * int64_t(sizeof(T)) / 64 : 0;
-      int64_t lines_per_group = lines / std::max<int64_t>(1, chunks * groups) + 1, line = 0;
-      auto prefetch = [&] {
-        for (int64_t end = std::min(lines, line + lines_per_group); line < end; ++line)
-          _mm_prefetch(next + 64 * line, _MM_HINT_T1);
-      };
-      for (int64_t k0 = 0; k0 < in; k0 += K_CHUNK) {
-        int64_t n = std::min(in - k0, K_CHUNK);
-        if (group == 2)
-          add_inputs<1, 2>(X + k0, in, block + k0 * BLOCK, in * BLOCK, n, sums.data());
-        else if (widen_once)
-          add_rows(X, rows, in, k0, widen(block + k0 * BLOCK, n, chunk.data()), n, sums.data(), prefetch);
-        else
-          add_rows(X, rows, in, k0, block + k0 * BLOCK, n, sums.data(), prefetch);
-      }
-      for (int64_t g = 0; g < group; ++g) {
-        int64_t o0 = (blk + g) * BLOCK, n = std::min(BLOCK, out - o0);
-        for (int64_t r = 0; r < rows; ++r) {
-          float* y = sums.data() + (r * group + g) * BLOCK;
-          for (int64_t j = 0; j < n; ++j) y[j] += b ? float(b[o0 + j]) : 0.0f;
-          if (gelu)
-            for (int v = 0; v < 4; ++v) _mm256_storeu_ps(y + 8 * v, gelu_tanh(_mm256_loadu_ps(y + 8 * v)));
-          if (R)  // the residual stream, added in float32 and rounded once
-            for (int64_t j = 0; j < n; ++j) y[j] += float(R[r * out + o0 + j]);
-          std::copy(y, y + n, Y + r * out + o0);  // T(float): bfloat16 rounds to nearest even, as PyTorch's casts do
+    for (int64_t first, last; work.take(first, last);) {
+      for (int64_t blk = first, group; blk < last; blk += group) {
+        group = std::min(together, last - blk);  // blocks done at once
+        const T* block = W + blk * in * BLOCK;
+        std::fill(sums.begin(), sums.end(), 0.0f);
+        // Many rows take long enough over a block for the CPU to wait on memory between blocks: ask for the next
+        // block into L2 meanwhile, a few lines before each group of rows. A lone row streams at memory's speed anyway.
+        const char* next = reinterpret_cast<const char*>(block + in * BLOCK);
+        int64_t groups = rows / ROWS_TOGETHER, chunks = (in + K_CHUNK - 1) / K_CHUNK;
+        int64_t lines = blk + 1 < blocks && groups >= PREFETCH_FROM_GROUPS ? in * BLOCK * int64_t(sizeof(T)) / 64 : 0;
+        int64_t lines_per_group = lines / std::max<int64_t>(1, chunks * groups) + 1, line = 0;
+        auto prefetch = [&] {
+          for (int64_t end = std::min(lines, line + lines_per_group); line < end; ++line)
+            _mm_prefetch(next + 64 * line, _MM_HINT_T1);
+        };
+        for (int64_t k0 = 0; k0 < in; k0 += K_CHUNK) {
+          int64_t n = std::min(in - k0, K_CHUNK);
+          if (group == 2)
+            add_inputs<1, 2>(X + k0, in, block + k0 * BLOCK, in * BLOCK, n, sums.data());
+          else if (widen_once)
+            add_rows(X, rows, in, k0, widen(block + k0 * BLOCK, n, chunk.data()), n, sums.data(), prefetch);
+          else
+            add_rows(X, rows, in, k0, block + k0 * BLOCK, n, sums.data(), prefetch);
+        }
+        for (int64_t g = 0; g < group; ++g) {
+          int64_t o0 = (blk + g) * BLOCK, n = std::min(BLOCK, out - o0);
+          for (int64_t r = 0; r < rows; ++r) {
+            float* y = sums.data() + (r * group + g) * BLOCK;
+            for (int64_t j = 0; j < n; ++j) y[j] += b ? float(b[o0 + j]) : 0.0f;
+            if (gelu)
+              for (int v = 0; v < 4; ++v) _mm256_storeu_ps(y + 8 * v, gelu_tanh(_mm256_loadu_ps(y + 8 * v)));
+            if (R)  // the residual stream, added in float32 and rounded once
+              for (int64_t j = 0; j < n; ++j) y[j] += float(R[r * out + o0 + j]);
+            std::copy(y, y + n, Y + r * out + o0);  // T(float): bfloat16 rounds to nearest even, as PyTorch's casts do
+          }
         }
       }
     }
