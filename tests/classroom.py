@@ -7,12 +7,14 @@
     python -m tests.classroom --url http://127.0.0.1:7860/     # ... on an app already running (your laptop)
     python -m tests.classroom --rounds 30                      # the soak: lesson after lesson (tests/soak.py)
 
-Each student is a gradio_client Client of its own (its own session, as a browser tab has), and all send
-at the same moment, each with its own seed. The numbers are what a student waits: until the first piece
-of text, and until the whole text; the class's tokens per second; the app's resident memory; and, in the
-same run, how long transformers' `generate` takes for one student's text, so the table shows how much
-faster the class is served than thirty such generations one after another. test_load.py runs the same
-class on a tiny model and checks every answer.
+Each student is a gradio_client Client of its own (its own session, as a browser tab has), which opens its
+session before the class starts, as a page does when it loads; then all send at the same moment, each with
+its own seed. The numbers are what a student waits: until the first piece of text, and until the whole text;
+the class's tokens per second; the app's resident memory; the CPU the clients themselves took (they share
+the machine's cores with the app, where students' phones would not); and, in the same run, how long
+transformers' `generate` takes for one student's text, so the table shows how much faster the class is
+served than thirty such generations one after another. test_load.py runs the same class on a tiny model and
+checks every answer.
 """
 import argparse
 import math
@@ -54,6 +56,7 @@ class Visit:
 class Classroom:
     students: list[Visit]
     verifications: list[Visit]
+    clients_cpu_seconds: float = math.nan  # the CPU this process (every student's client) took, bell to last answer
 
     def summary(self) -> dict:
         """The numbers README's "A whole class at once" table shows."""
@@ -69,6 +72,7 @@ class Classroom:
             "whole class s": span(self.students), "class tokens": tokens,
             "class tokens/s": tokens / span(self.students) if self.students else math.nan,
             "verification p50 s": percentile(checks, 50), "verification max s": percentile(checks, 100),
+            "clients' CPU s": self.clients_cpu_seconds,
         }
 
 
@@ -92,10 +96,19 @@ def student_prompt(student: int, own_prompts: bool) -> str:
     return " ".join(OWN_PROMPT_WORDS[:4 + student % 30]) if own_prompts else PROMPT
 
 
+def connected(url: str) -> Client:
+    """A student's tab, open: a client whose session the app has made. A page makes it when it loads (its load
+    events are the session's first), so a student's first click does not pay for it; a client's first request
+    would. Reading the class board's counts is the cheapest request that makes it."""
+    client = Client(url, analytics_enabled=False, verbose=False)
+    client.predict(api_name="/class_board")
+    return client
+
+
 def generation(url: str, start: threading.Barrier, seed: int, max_new_tokens: int, seconds: float,
                prompt: str = PROMPT) -> Visit:
-    """A student: connect, wait for the whole class, then stream a continuation of `prompt`."""
-    client = Client(url, analytics_enabled=False, verbose=False)
+    """A student: open the tab, wait for the whole class, then stream a continuation of `prompt`."""
+    client = connected(url)
     start.wait(timeout=seconds)
     visit = Visit(seed, sent=time.monotonic())
     job = client.submit(prompt, max_new_tokens, TEMPERATURE, TOP_K, TOP_P, seed, api_name="/generate")
@@ -107,7 +120,7 @@ def generation(url: str, start: threading.Barrier, seed: int, max_new_tokens: in
 
 def verification(url: str, start: threading.Barrier, bug: str, seconds: float) -> Visit:
     """A student on the Verify tab: the report for one bug (or none)."""
-    client = Client(url, analytics_enabled=False, verbose=False)
+    client = connected(url)
     start.wait(timeout=seconds)
     visit = Visit(None, sent=time.monotonic())
     return _finished(visit, client.submit(PROMPT, bug, api_name="/verify_report"), seconds)
@@ -128,14 +141,15 @@ def classroom(url: str, students: int = 30, verifications: int = 4, max_new_toke
     """`students` generations (seed i for student i; PROMPT, or each their own with `own_prompts`) and
     `verifications` reports (the bugs in turn, starting with none), all sent at once; every wait ends after
     `seconds`."""
-    start = threading.Barrier(students + verifications)
+    bell = {}  # when every tab is open: the process's CPU time then
+    start = threading.Barrier(students + verifications, action=lambda: bell.update(cpu=time.process_time()))
     bugs = ["none", *DEMONSTRATIONS]
     with ThreadPoolExecutor(students + verifications) as pool:
         futures = [pool.submit(generation, url, start, i, max_new_tokens, seconds, student_prompt(i, own_prompts))
                    for i in range(students)]
         futures += [pool.submit(verification, url, start, bugs[i % len(bugs)], seconds) for i in range(verifications)]
         visits = [future.result(timeout=2 * seconds) for future in futures]
-    return Classroom(visits[:students], visits[students:])
+    return Classroom(visits[:students], visits[students:], time.process_time() - bell["cpu"])
 
 
 # --- the same texts, one after another, by transformers' generate -------------------------------------
