@@ -67,7 +67,8 @@ def peer_goals(results: dict) -> list[dict]:
         rows.append(_goal(f"a class of {peers['class_size']} x {peers['class_tokens']}, our engine in float32 >= "
                           f"{GOALS['peer_class']:.1f}x CTranslate2 float32's batch",
                           f"{together['median_ratio']:.2f}x ({together['ours_median_s']:.1f} s against "
-                          f"{together['reference_median_s']:.1f} s), identical: {together['identical']}",
+                          f"{together['reference_median_s']:.1f} s), identical: {together['identical']}"
+                          + _floor(peers.get("class_floor"), together["reference_median_s"]),
                           together["median_ratio"] >= GOALS["peer_class"]))
     if (half := results.get("bfloat16_over_float32")) is not None:
         bf16 = bfloat16_instructions(results["machine"])
@@ -76,6 +77,15 @@ def peer_goals(results: dict) -> list[dict]:
                           + ("" if bf16 else " (this CPU has no bfloat16 instructions)"),
                           half["median_ratio"] >= GOALS["bfloat16_over_float32"] if bf16 else None))
     return rows
+
+
+def _floor(floor: dict | None, theirs_s: float) -> str:
+    """How far ahead of CTranslate2's batch the class's float32 arithmetic lets any engine be (arithmetic.py)."""
+    if floor is None:  # a run from before the floor was measured
+        return ""
+    return (f"; its float32 products alone take {floor['seconds']:.1f} s at this CPU's fastest rate measured, so no "
+            f"float32 engine is more than {theirs_s / floor['seconds']:.2f}x ahead ({floor['step_seconds']:.1f} s and "
+            f"{theirs_s / floor['step_seconds']:.2f}x at the rate a whole step of them held)")
 
 
 def _lengths(generation: dict) -> str:

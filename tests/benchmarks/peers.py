@@ -10,7 +10,10 @@ row comes in pairs with ours, as the others do:
   (the same greedy tokens expected), and against its int8 for information (other weights, other tokens);
 - a class: CLASS_SIZE prompts of English, CLASS_TOKENS greedy new tokens each, our classroom engine in
   this process (its loop on this thread, as `python -m demo` runs it) against CTranslate2's batch of the
-  same prompts; ours in bfloat16 too, where this CPU writes in bfloat16 (`products.bfloat16_available`).
+  same prompts; ours in bfloat16 too, where this CPU writes in bfloat16 (`products.bfloat16_available`);
+- the class's float32 floor: its products' arithmetic at the fastest rate this CPU reached around the class's
+  runs, which bounds how far any engine can be ahead of CTranslate2's batch, and at the rate a whole step of
+  them held (arithmetic.py).
 """
 import json
 import multiprocessing
@@ -23,6 +26,7 @@ import torch
 from model.sampling import SamplingSettings
 from model.serving.engine import Engine
 from model.serving.writer import load_writer
+from tests.benchmarks import arithmetic
 from tests.benchmarks.runs import ours, prompt
 from tests.benchmarks.timing import paired
 
@@ -68,6 +72,7 @@ def _measure(peer: "Peer", reference, dtypes: list[str], args, device) -> dict:
               f"{pair['reference_per_s']:.1f} tok/s, ours / theirs {pair['median_ratio']:.2f}x, identical "
               f"{pair['identical']}", flush=True)
     prompts = class_prompts()
+    rate_before = arithmetic.float32_rate(writers["float32"], CLASS_SIZE)
     together = {}
     for dtype, writer in writers.items():
         for quantization in QUANTIZATIONS if dtype == "float32" else ("float32",):
@@ -77,8 +82,13 @@ def _measure(peer: "Peer", reference, dtypes: list[str], args, device) -> dict:
             print(f"  a class of {CLASS_SIZE} x {CLASS_TOKENS}: ours in {dtype} {pair['ours_median_s']:.2f} s, "
                   f"CTranslate2 {quantization} {pair['reference_median_s']:.2f} s, theirs / ours "
                   f"{pair['median_ratio']:.2f}x, identical {pair['identical']}", flush=True)
+    floor = arithmetic.floor(arithmetic.class_gflop(writers["float32"], prompts, CLASS_TOKENS), rate_before,
+                             arithmetic.float32_rate(writers["float32"], CLASS_SIZE))
+    print(f"  a class's float32 products: {floor['gflop']:.0f} GFLOP, {floor['seconds']:.2f} s at this CPU's fastest rate "
+          f"measured around it ({floor['gflop_s']:.0f} GFLOP/s), {floor['step_seconds']:.2f} s at the rate a whole step "
+          f"of them held ({floor['step_gflop_s']:.0f} GFLOP/s)", flush=True)
     return {"ctranslate2": peer.version, "new_tokens": n, "stream": stream, "class": together,
-            "class_size": CLASS_SIZE, "class_tokens": CLASS_TOKENS}
+            "class_size": CLASS_SIZE, "class_tokens": CLASS_TOKENS, "class_floor": floor}
 
 
 class Peer:

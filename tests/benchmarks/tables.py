@@ -85,6 +85,19 @@ def peers_table(peers: dict | None, half: dict | None, machine: dict) -> str:
                          f"{dtype} / CTranslate2's batch in {quantization}", f"{pair['ours_median_s']:.2f}",
                          f"{pair['reference_median_s']:.2f}", _times(pair["median_ratio"]), _list(pair["ratio"]),
                          "yes" if pair["identical"] else "no"))
+        if floor := peers.get("class_floor"):  # runs from before it was measured have none
+            theirs = peers["class"]["float32 vs float32"]["reference_median_s"]
+            rates = {name: max(floor[when][f"{name}_gflop_s"] for when in ("before", "after"))
+                     for name in ("ours", "sgemm")}
+            rows.append((f"a class of {peers['class_size']} × {peers['class_tokens']}, seconds: the floor, its float32 "
+                         f"products alone ({floor['gflop']:.0f} GFLOP) at the fastest rate measured here "
+                         f"({floor['gflop_s']:.0f} GFLOP/s; our products {rates['ours']:.0f}, sgemm "
+                         f"{rates['sgemm']:.0f}) / CTranslate2's batch in float32: no float32 engine is further ahead",
+                         f"{floor['seconds']:.2f}", f"{theirs:.2f}", _times(theirs / floor["seconds"]), "", "-"))
+            rows.append((f"... the same products at the rate a whole step of them held ({floor['step_gflop_s']:.0f} "
+                         "GFLOP/s: each matrix once for the class's rows, the best of 5 steps)",
+                         f"{floor['step_seconds']:.2f}", f"{theirs:.2f}", _times(theirs / floor["step_seconds"]), "",
+                         "-"))
     if half:
         instructions = ", ".join(machine.get("vector_instructions", [])) or "no wide vectors"
         rows.append((f"one stream, tokens/s: our bfloat16 / our float32 (the CPU has {instructions})",
