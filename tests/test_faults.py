@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import httpx
@@ -95,8 +96,9 @@ def test_a_stream_ended_early_frees_its_row_at_once(tiny_state, watched, url, st
     would_write = sum(pieces_alone(tiny_state, seed) for seed in range(slots))
     ends = [start(url, seed) for seed in range(slots)]  # every slot taken by a long generation
     wait_until(lambda: watched.running == slots and watched.pieces >= 2 * slots, 30, "the generations are writing")
-    for end in ends:
-        end()
+    with ThreadPoolExecutor(len(ends)) as students:  # at once, as a class does: one by one, each round trip to a
+        # busy server would let the others write on
+        list(students.map(lambda end: end(), ends))
     wait_until(lambda: watched.running == 0 and tiny_state.engine.active_rows == 0, 10,
                "Stop or a closed connection ends the model's work and frees the engine's row")
     written = watched.pieces

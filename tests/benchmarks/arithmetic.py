@@ -7,10 +7,11 @@ multiplies float32, and no engine is faster than another by more than that other
 
 The rate is the better of two measured in the same run, each the best of many short calls: our products of the
 class's rows by each of a layer's matrices, and the BLAS's sgemm of two 2048 × 2048 matrices, the best-known rate
-of a CPU. A shared machine's neighbours take cycles by the millisecond, so a class's products rarely hold that
-rate for seconds: the rate of a whole step's products (every matrix once for the class's rows, the weights read
-from memory as in a class, the best of a few steps) gives a second floor, what the CPU gave over a step. Both
-change from hour to hour, so they are measured just before and just after the class's runs, the better kept.
+of a CPU. Over a whole step our products fall short of it: they read the weights from memory, and a shared
+machine's neighbours take cycles by the millisecond. So the rate of a whole written step of our products (every
+matrix once for the class's rows, the best of a few steps) gives a second figure: the class's time if our engine
+did nothing but its products. Both change from hour to hour, so they are measured just before and just after the
+class's runs, the better kept.
 """
 import time
 

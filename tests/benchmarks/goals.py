@@ -85,7 +85,7 @@ def _floor(floor: dict | None, theirs_s: float) -> str:
         return ""
     return (f"; its float32 products alone take {floor['seconds']:.1f} s at this CPU's fastest rate measured, so no "
             f"float32 engine is more than {theirs_s / floor['seconds']:.2f}x ahead ({floor['step_seconds']:.1f} s and "
-            f"{theirs_s / floor['step_seconds']:.2f}x at the rate a whole step of them held)")
+            f"{theirs_s / floor['step_seconds']:.2f}x at the rate our products held over a whole step)")
 
 
 def _lengths(generation: dict) -> str:

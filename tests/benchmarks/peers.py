@@ -12,8 +12,8 @@ row comes in pairs with ours, as the others do:
   this process (its loop on this thread, as `python -m demo` runs it) against CTranslate2's batch of the
   same prompts; ours in bfloat16 too, where this CPU writes in bfloat16 (`products.bfloat16_available`);
 - the class's float32 floor: its products' arithmetic at the fastest rate this CPU reached around the class's
-  runs, which bounds how far any engine can be ahead of CTranslate2's batch, and at the rate a whole step of
-  them held (arithmetic.py).
+  runs, which bounds how far any engine can be ahead of CTranslate2's batch, and at the rate our products held
+  over a whole step (arithmetic.py).
 """
 import json
 import multiprocessing
@@ -85,8 +85,8 @@ def _measure(peer: "Peer", reference, dtypes: list[str], args, device) -> dict:
     floor = arithmetic.floor(arithmetic.class_gflop(writers["float32"], prompts, CLASS_TOKENS), rate_before,
                              arithmetic.float32_rate(writers["float32"], CLASS_SIZE))
     print(f"  a class's float32 products: {floor['gflop']:.0f} GFLOP, {floor['seconds']:.2f} s at this CPU's fastest rate "
-          f"measured around it ({floor['gflop_s']:.0f} GFLOP/s), {floor['step_seconds']:.2f} s at the rate a whole step "
-          f"of them held ({floor['step_gflop_s']:.0f} GFLOP/s)", flush=True)
+          f"measured around it ({floor['gflop_s']:.0f} GFLOP/s), {floor['step_seconds']:.2f} s at the rate our products "
+          f"held over a whole step ({floor['step_gflop_s']:.0f} GFLOP/s)", flush=True)
     return {"ctranslate2": peer.version, "new_tokens": n, "stream": stream, "class": together,
             "class_size": CLASS_SIZE, "class_tokens": CLASS_TOKENS, "class_floor": floor}
 

@@ -94,8 +94,9 @@ def peers_table(peers: dict | None, half: dict | None, machine: dict) -> str:
                          f"({floor['gflop_s']:.0f} GFLOP/s; our products {rates['ours']:.0f}, sgemm "
                          f"{rates['sgemm']:.0f}) / CTranslate2's batch in float32: no float32 engine is further ahead",
                          f"{floor['seconds']:.2f}", f"{theirs:.2f}", _times(theirs / floor["seconds"]), "", "-"))
-            rows.append((f"... the same products at the rate a whole step of them held ({floor['step_gflop_s']:.0f} "
-                         "GFLOP/s: each matrix once for the class's rows, the best of 5 steps)",
+            rows.append((f"... the same products at the rate ours held over a whole step ({floor['step_gflop_s']:.0f} "
+                         "GFLOP/s: each matrix once for the class's rows, the best of 5 steps): our engine if it did "
+                         "nothing else",
                          f"{floor['step_seconds']:.2f}", f"{theirs:.2f}", _times(theirs / floor["step_seconds"]), "",
                          "-"))
     if half:
